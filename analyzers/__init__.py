@@ -1,0 +1,1 @@
+"""The built-in analyzer pack, one module per concern."""

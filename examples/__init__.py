@@ -1,0 +1,1 @@
+"""Seed incident scenarios, an example team pack and dataset adapters."""

@@ -1,0 +1,1 @@
+"""casebook.executor: planning, runtimes, stores, intake, narration, reports and the CLI."""

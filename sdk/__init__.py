@@ -1,0 +1,31 @@
+"""casebook.sdk: what an analyzer author imports."""
+
+from casebook.sdk.analyzer import AnalyzerDefinitionError, analyzer, from_finding
+from casebook.sdk.models import (
+    Alert,
+    Entity,
+    Evidence,
+    Finding,
+    FollowUp,
+    Mitigation,
+    Severity,
+    TimeWindow,
+)
+from casebook.sdk.telemetry import QueryResult, Telemetry, TelemetryError
+
+__all__ = [
+    "Alert",
+    "AnalyzerDefinitionError",
+    "Entity",
+    "Evidence",
+    "Finding",
+    "FollowUp",
+    "Mitigation",
+    "QueryResult",
+    "Severity",
+    "Telemetry",
+    "TelemetryError",
+    "TimeWindow",
+    "analyzer",
+    "from_finding",
+]

@@ -1,0 +1,241 @@
+"""Telemetry: the read-only, window-scoped query handle analyzers receive."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import duckdb
+
+from casebook.sdk.models import Evidence, TimeWindow, utc
+
+ALLOWED_STATEMENTS = {duckdb.StatementType.SELECT}
+
+
+class TelemetryError(Exception):
+    """A query an analyzer sent was refused or failed."""
+
+
+@dataclass
+class QueryResult:
+    """Rows returned by a query, with the query kept for evidence."""
+
+    query: str
+    params: list[Any]
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return iter(self.rows)
+
+    def __bool__(self) -> bool:
+        return bool(self.rows)
+
+    def dicts(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+    def column(self, name: str) -> list[Any]:
+        try:
+            index = self.columns.index(name)
+        except ValueError:
+            raise TelemetryError(
+                f"no column {name!r} in the result; columns are {', '.join(self.columns)}"
+            ) from None
+        return [row[index] for row in self.rows]
+
+    def scalar(self) -> Any:
+        """The first value of the first row, or None for an empty result."""
+        return self.rows[0][0] if self.rows and self.rows[0] else None
+
+    def by(self, key: str) -> dict[Any, dict[str, Any]]:
+        """Rows keyed by one column (the last row wins for a repeated key)."""
+        index = self.columns.index(key)
+        return {row[index]: dict(zip(self.columns, row, strict=True)) for row in self.rows}
+
+    def evidence(self, limit: int = 20, note: str = "") -> Evidence:
+        """This result as finding evidence: the query, its parameters and a bounded sample."""
+        return Evidence(
+            query=self.query.strip(),
+            params=[_plain(p) for p in self.params],
+            columns=list(self.columns),
+            rows=[[_plain(v) for v in row] for row in self.rows[:limit]],
+            note=note,
+        )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return utc(value).isoformat()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+@dataclass
+class QueryStats:
+    queries: int = 0
+    rows: int = 0
+
+
+@dataclass
+class Telemetry:
+    """Read-only access to the telemetry of one investigation window.
+
+    Table names in SQL (metrics, logs, spans, events and any extra table) resolve to views
+    limited to the window. Parameters bind with `?` (never format values into SQL).
+
+    >>> telemetry.sql("select count(*) from logs where service = ?", ["checkout"]).scalar()
+    """
+
+    connection: duckdb.DuckDBPyConnection
+    window: TimeWindow
+    schema: str
+    tables: tuple[str, ...]
+    opener: Any = None  # callable(window) -> Telemetry, for baseline periods
+    stats: QueryStats = field(default_factory=QueryStats)
+    _shared: dict[tuple[str, tuple[Any, ...]], QueryResult] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def sql(self, query: str, params: Sequence[Any] | None = None) -> QueryResult:
+        """Run one read-only SELECT over the window and return its rows."""
+        params = list(params or [])
+        self._check_read_only(query)
+        try:
+            cursor = self.connection.execute(query, params)
+            columns = [d[0] for d in cursor.description or []]
+            rows = cursor.fetchall()
+        except duckdb.InterruptException as exc:
+            raise TimeoutError("query interrupted: the invocation ran past its timeout") from exc
+        except duckdb.Error as exc:
+            raise TelemetryError(f"query failed: {exc}\n  query: {' '.join(query.split())}") from exc
+        self.stats.queries += 1
+        self.stats.rows += len(rows)
+        return QueryResult(query, params, columns, rows)
+
+    def shared(self, query: str, params: Sequence[Any] | None = None) -> QueryResult:
+        """Run a query once per investigation and worker; later calls reuse the result.
+
+        This is how a fan-out analyzer answers all its entities from one grouped scan:
+        every invocation asks the same GROUP BY and picks its own row with `.by(key)`.
+        """
+        key = (" ".join(query.split()), tuple(params or ()))
+        with self._lock:
+            cached = self._shared.get(key)
+        if cached is not None:
+            return cached
+        result = self.sql(query, params)
+        with self._lock:
+            self._shared.setdefault(key, result)
+        return result
+
+    def has_table(self, name: str) -> bool:
+        return name in self.tables
+
+    def between(self, start: datetime, end: datetime) -> Telemetry:
+        """A handle on another period, e.g. a baseline before the incident."""
+        return self.during(TimeWindow(start=start, end=end))
+
+    def during(self, window: TimeWindow) -> Telemetry:
+        if self.opener is None:
+            raise TelemetryError("this telemetry handle cannot open other periods")
+        return self.opener(window)
+
+    def baseline(self, length: Any = None) -> Telemetry:
+        """The period just before the window (same length unless given)."""
+        return self.during(self.window.before(length))
+
+    def _check_read_only(self, query: str) -> None:
+        try:
+            statements = self.connection.extract_statements(query)
+        except duckdb.Error as exc:
+            raise TelemetryError(f"query does not parse: {exc}") from exc
+        if len(statements) != 1:
+            raise TelemetryError(
+                f"send one statement per call, got {len(statements)}; split the query"
+            )
+        kind = statements[0].type
+        if kind not in ALLOWED_STATEMENTS:
+            raise TelemetryError(
+                f"telemetry is read-only: a {kind.name} statement was refused; analyzers may "
+                "only SELECT"
+            )
+
+
+RAW_SCHEMA = "raw"
+
+
+class TelemetrySource:
+    """A DuckDB database whose schema `raw` holds the telemetry tables (or views over files).
+
+    It opens window-scoped `Telemetry` handles: each window gets its own schema of views,
+    created once and reused by every invocation that reads the same window.
+    """
+
+    def __init__(self, connection: duckdb.DuckDBPyConnection):
+        self.connection = connection
+        self._windows: dict[tuple[datetime, datetime], str] = {}
+        self._lock = threading.Lock()
+        self.tables: tuple[str, ...] = self._list_tables()
+
+    def _list_tables(self) -> tuple[str, ...]:
+        rows = self.connection.execute(
+            "select table_name from information_schema.tables where table_schema = ? "
+            "order by table_name",
+            [RAW_SCHEMA],
+        ).fetchall()
+        return tuple(r[0] for r in rows)
+
+    def refresh(self) -> None:
+        with self._lock:
+            self.tables = self._list_tables()
+            self._windows.clear()
+
+    def columns(self, table: str) -> list[str]:
+        rows = self.connection.execute(
+            "select column_name from information_schema.columns "
+            "where table_schema = ? and table_name = ? order by ordinal_position",
+            [RAW_SCHEMA, table],
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def open(self, window: TimeWindow) -> Telemetry:
+        """A read-only handle whose table names resolve to this window's rows."""
+        schema = self._window_schema(window)
+        cursor = self.connection.cursor()
+        cursor.execute(f"set search_path = '{schema},{RAW_SCHEMA}'")
+        return Telemetry(
+            connection=cursor, window=window, schema=schema, tables=self.tables, opener=self.open
+        )
+
+    def _window_schema(self, window: TimeWindow) -> str:
+        from casebook.sdk.schema import time_column_of
+
+        key = (window.start, window.end)
+        with self._lock:
+            existing = self._windows.get(key)
+            if existing:
+                return existing
+            schema = f"w{len(self._windows)}_{int(window.start.timestamp())}"
+            con = self.connection
+            con.execute(f"create schema if not exists {schema}")
+            start = window.start.replace(tzinfo=None)
+            end = window.end.replace(tzinfo=None)
+            for table in self.tables:
+                column = time_column_of(table, self.columns(table))
+                if column is None:
+                    body = f"select * from {RAW_SCHEMA}.{table}"
+                else:
+                    body = (
+                        f"select * from {RAW_SCHEMA}.{table} where {column} >= "
+                        f"TIMESTAMP '{start.isoformat(sep=' ')}' and {column} < "
+                        f"TIMESTAMP '{end.isoformat(sep=' ')}'"
+                    )
+                con.execute(f"create or replace view {schema}.{table} as {body}")
+            self._windows[key] = schema
+            return schema

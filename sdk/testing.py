@@ -1,0 +1,148 @@
+"""The testing kit: a tiny in-memory store, an alert factory and the production run path.
+
+    store = TinyStore()
+    store.add("logs", [{"ts": t, "service": "api", "level": "error", "message": "boom"}])
+    outcome = run(my_analyzer, alert=make_alert("HighErrorRate", service="api"), store=store)
+    assert outcome.finding.title == "..."
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import duckdb
+
+from casebook.sdk.analyzer import spec_of
+from casebook.sdk.invocation import Outcome, resolve_params, run_invocation
+from casebook.sdk.models import Alert, Finding, TimeWindow, utc
+from casebook.sdk.schema import CORE_TABLES, MAP
+from casebook.sdk.telemetry import RAW_SCHEMA, Telemetry, TelemetrySource
+
+DEFAULT_START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def make_alert(name: str = "TestAlert", *, starts_at: datetime | None = None,
+               annotations: Mapping[str, str] | None = None, **labels: str) -> Alert:
+    """An alert for tests: `make_alert("HighErrorRate", service="api")`."""
+    return Alert(name=name, labels=dict(labels), annotations=dict(annotations or {}),
+                 starts_at=starts_at or DEFAULT_START)
+
+
+class TinyStore:
+    """An in-memory telemetry store with the production schema."""
+
+    def __init__(self) -> None:
+        self.connection = duckdb.connect(":memory:")
+        self.connection.execute(f"create schema {RAW_SCHEMA}")
+        for table in CORE_TABLES.values():
+            columns = ", ".join(f"{c.name} {c.type}" for c in table.columns)
+            self.connection.execute(f"create table {RAW_SCHEMA}.{table.name} ({columns})")
+        self._source: TelemetrySource | None = None
+
+    def add(self, table: str, rows: Iterable[Mapping[str, Any]]) -> TinyStore:
+        """Append rows (dicts) to a table; a new table's column types come from its first row."""
+        rows = [dict(r) for r in rows]
+        if not rows:
+            return self
+        if table in CORE_TABLES:
+            self._insert_core(table, rows)
+        else:
+            self._insert_extra(table, rows)
+        self._source = None
+        return self
+
+    def _insert_core(self, table: str, rows: list[dict[str, Any]]) -> None:
+        spec = CORE_TABLES[table]
+        unknown = set().union(*rows) - set(spec.column_names)
+        if unknown:
+            raise ValueError(f"table {table} has no column(s) {sorted(unknown)}; "
+                             f"columns: {', '.join(spec.column_names)}")
+        placeholders, values = [], []
+        for column in spec.columns:
+            if column.type == MAP:
+                placeholders.append("map(?::varchar[], ?::varchar[])")
+            else:
+                placeholders.append(f"?::{column.type}")
+        for row in rows:
+            record: list[Any] = []
+            for column in spec.columns:
+                value = row.get(column.name)
+                if column.type == MAP:
+                    mapping = {str(k): str(v) for k, v in (value or {}).items()}
+                    record += [list(mapping), list(mapping.values())]
+                elif isinstance(value, datetime):
+                    record.append(utc(value).replace(tzinfo=None))
+                else:
+                    record.append(value)
+            values.append(record)
+        self.connection.executemany(
+            f"insert into {RAW_SCHEMA}.{table} values ({', '.join(placeholders)})", values
+        )
+
+    def _insert_extra(self, table: str, rows: list[dict[str, Any]]) -> None:
+        columns = list(rows[0])
+        exists = self.connection.execute(
+            "select count(*) from information_schema.tables where table_schema=? and table_name=?",
+            [RAW_SCHEMA, table]).fetchone()[0]
+        if not exists:
+            types = ", ".join(f"{c} {_duck_type(rows[0][c])}" for c in columns)
+            self.connection.execute(f"create table {RAW_SCHEMA}.{table} ({types})")
+        marks = ", ".join("?" for _ in columns)
+        self.connection.executemany(
+            f"insert into {RAW_SCHEMA}.{table} ({', '.join(columns)}) values ({marks})",
+            [[_naive(r.get(c)) for c in columns] for r in rows],
+        )
+
+    @property
+    def source(self) -> TelemetrySource:
+        if self._source is None:
+            self._source = TelemetrySource(self.connection)
+        return self._source
+
+    def telemetry(self, window: TimeWindow) -> Telemetry:
+        return self.source.open(window)
+
+
+def _naive(value: Any) -> Any:
+    return utc(value).replace(tzinfo=None) if isinstance(value, datetime) else value
+
+
+def _duck_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "BOOLEAN"
+    if isinstance(value, int):
+        return "BIGINT"
+    if isinstance(value, float):
+        return "DOUBLE"
+    if isinstance(value, datetime):
+        return "TIMESTAMP"
+    return "VARCHAR"
+
+
+def default_window(alert: Alert, before: timedelta = timedelta(minutes=60),
+                   after: timedelta = timedelta(minutes=15)) -> TimeWindow:
+    """The investigation window the executor uses by default around an alert."""
+    return TimeWindow.around(alert.starts_at, before, after)
+
+
+def run(
+    fn: Callable[..., Any],
+    *,
+    alert: Alert | None = None,
+    store: TinyStore | None = None,
+    params: Mapping[str, Any] | None = None,
+    upstream: Mapping[str, Finding | None] | None = None,
+    window: TimeWindow | None = None,
+) -> Outcome:
+    """Run one analyzer exactly as production does, with stubbed upstream findings."""
+    spec = spec_of(fn)
+    if spec is None:
+        raise TypeError(f"{getattr(fn, '__name__', fn)!r} is not decorated with @analyzer")
+    alert = alert or make_alert()
+    store = store or TinyStore()
+    window = window or default_window(alert)
+    values = resolve_params(spec, alert, dict(params or {}))
+    return run_invocation(spec, values, alert=alert, window=window,
+                          telemetry=store.telemetry(window), upstream=dict(upstream or {}))
