@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from casebook.sdk.analyzer import AnalyzerSpec, Param
 from casebook.sdk.models import Alert, Finding, TimeWindow
 from casebook.sdk.telemetry import Telemetry
+from casebook.sdk.watchdog import WATCHDOG
 
 
 class Status(StrEnum):
@@ -128,10 +128,8 @@ def run_invocation(
 
     budget = spec.timeout_s if timeout_s is None else timeout_s
     queries_before, rows_before = telemetry.stats.queries, telemetry.stats.rows
-    timer = threading.Timer(budget, telemetry.connection.interrupt)
-    timer.daemon = True
+    alarm = WATCHDOG.arm(budget, telemetry.connection.interrupt)
     clock = time.perf_counter()
-    timer.start()
     try:
         result = spec.func(**kwargs)
         status, error = _judge(spec, result)
@@ -142,7 +140,7 @@ def run_invocation(
         status, finding = Status.ERROR, None
         error = f"{type(exc).__name__}: {exc}\n{_short_traceback(exc)}"
     finally:
-        timer.cancel()
+        WATCHDOG.disarm(alarm)
     elapsed_ms = (time.perf_counter() - clock) * 1000
     if status is Status.ERROR and elapsed_ms / 1000 >= budget and "Interrupt" in (error or ""):
         status = Status.TIMEOUT

@@ -179,6 +179,7 @@ class TelemetrySource:
 
     def __init__(self, connection: duckdb.DuckDBPyConnection):
         self.connection = connection
+        connection.execute("set TimeZone = 'UTC'")
         self._windows: dict[tuple[datetime, datetime], str] = {}
         self._lock = threading.Lock()
         self.tables: tuple[str, ...] = self._list_tables()

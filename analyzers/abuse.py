@@ -1,0 +1,158 @@
+"""Abuse: many requests from few accounts at once, from accounts created together and unused."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from casebook.analyzers.capacity import TrafficSurge
+from casebook.analyzers.errors import ErrorLogSpike, ErrorOrigin
+from casebook.sdk import Entity, Finding, Mitigation, Severity, Telemetry, analyzer
+
+BURST_SQL = """
+with per_minute as (
+    select account_id, time_bucket(interval '1 minute', ts) as minute, count(*) as n
+    from requests where service = ? group by all
+), typical as (
+    select quantile_cont(n, 0.5) as typical_n from per_minute
+)
+select account_id, minute, n from per_minute, typical
+where n >= greatest(10, 5 * typical.typical_n)
+order by minute, n desc"""
+
+ERROR_ACCOUNTS_SQL = """
+select count(*) filter (where attributes['account'] in (select unnest(?::varchar[]))) as burst,
+       count(*) as total
+from logs where level in ('error', 'fatal') and attributes['account'] is not null"""
+
+
+class RequestBurst(Finding):
+    service: str
+    accounts: list[str]
+    minutes: list[datetime]
+    requests: int
+    per_account: float
+    error_share: float
+
+
+@analyzer(timeout_s=30, category="abuse")
+def request_burst(telemetry: Telemetry, service: str,
+                  error_log_spike: ErrorLogSpike | None, error_origin: ErrorOrigin | None,
+                  traffic_surge: TrafficSurge | None) -> RequestBurst | None:
+    """Dozens of accounts each sent many requests in the same minute (a coordinated burst).
+
+    When the failing requests come from those accounts, the errors are the attack's effect.
+    """
+    if not telemetry.has_table("requests"):
+        return None
+    bursts = telemetry.sql(BURST_SQL, [service])
+    accounts = sorted({r[0] for r in bursts})
+    if len(accounts) < 20:
+        return None
+    minutes = sorted({r[1] for r in bursts})
+    total = sum(r[2] for r in bursts)
+    per_account = total / (len(accounts) * len(minutes))
+    share = 0.0
+    evidence = [bursts.evidence(limit=15, note="accounts with a burst of requests in one minute")]
+    if telemetry.has_table("logs"):
+        errors = telemetry.sql(ERROR_ACCOUNTS_SQL, [accounts])
+        burst_errors, all_errors = errors.rows[0]
+        share = burst_errors / all_errors if all_errors else 0.0
+        evidence.append(errors.evidence(note="error log lines from the burst accounts"))
+    explains = []
+    if share >= 0.5:
+        explains += [n for n, f in (("error_log_spike", error_log_spike),
+                                    ("error_origin", error_origin)) if f is not None]
+    if traffic_surge is not None:
+        explains.append("traffic_surge")
+    errors_text = f"; they account for {share:.0%} of error log lines" if share else ""
+    return RequestBurst(
+        title=f"{len(accounts)} accounts sent synchronized request bursts",
+        summary=f"{len(accounts)} accounts each sent about {per_account:.0f} requests to "
+                f"{service} in the same minute, {len(minutes)} time(s) from "
+                f"{minutes[0]:%H:%M} UTC{errors_text}.",
+        severity=Severity.CRITICAL, confidence=0.7, category="abuse",
+        entities=[Entity.service(service)], evidence=evidence, onset=minutes[0],
+        explains=explains,
+        mitigations=[Mitigation(action=f"Rate-limit {service} per account",
+                                detail=f"{len(accounts)} accounts in the burst", risk="low")],
+        service=service, accounts=accounts, minutes=minutes, requests=int(total),
+        per_account=round(per_account, 1), error_share=round(share, 4),
+    )
+
+
+# The densest hour of the bursting accounts' creation, and the span they were created in.
+COHORT_SQL = """
+with burst as (select unnest(?::varchar[]) as account_id),
+created as (select a.created_at from accounts a join burst using (account_id)),
+densest as (
+    select time_bucket(interval '1 hour', created_at) as hour, count(*) as n
+    from created group by hour order by n desc limit 1
+)
+select d.hour, d.n, min(c.created_at) as first, max(c.created_at) as last
+from densest d join created c
+  on c.created_at >= d.hour - interval '1 hour' and c.created_at < d.hour + interval '2 hours'
+group by d.hour, d.n"""
+
+COHORT_MEMBERS_SQL = """
+select count(*) as members,
+       count(*) filter (where last_active_at is null
+                        or last_active_at < created_at + interval '1 day') as dormant,
+       min(created_at) as first, max(created_at) as last
+from accounts where created_at >= ? and created_at < ?"""
+
+TYPICAL_HOUR_SQL = """
+select quantile_cont(n, 0.99) from (
+    select time_bucket(interval '1 hour', created_at) as hour, count(*) as n
+    from accounts group by hour)"""
+
+
+class AccountCohort(Finding):
+    service: str
+    created_from: datetime
+    created_to: datetime
+    members: int
+    dormant_share: float
+    in_burst: int
+
+
+@analyzer(timeout_s=30, category="abuse")
+def account_cohort(telemetry: Telemetry, service: str,
+                   request_burst: RequestBurst) -> AccountCohort | None:
+    """The bursting accounts were created together, in a batch of mostly dormant accounts."""
+    if not telemetry.has_table("accounts"):
+        return None
+    top = telemetry.sql(COHORT_SQL, [request_burst.accounts])
+    if not top or top.rows[0][1] < 0.5 * len(request_burst.accounts):
+        return None
+    _, in_burst, burst_first, burst_last = top.rows[0]
+    margin = timedelta(minutes=5)
+    members = telemetry.sql(COHORT_MEMBERS_SQL, [burst_first - margin, burst_last + margin])
+    count, dormant, first, last = members.rows[0]
+    hours = max((last - first).total_seconds() / 3600, 1 / 60)
+    typical = telemetry.sql(TYPICAL_HOUR_SQL).scalar() or 0
+    if count < 10 * max(typical, 1) * max(hours, 1):
+        return None  # no more than sign-ups usually bring: not a batch
+    share = dormant / count if count else 0.0
+    spread = max(1, round((last - first).total_seconds() / 60))
+    return AccountCohort(
+        title=f"Fake-account cohort: {count:,} accounts created within {spread} minutes",
+        summary=f"{in_burst} of the {len(request_burst.accounts)} bursting accounts belong "
+                f"to {count:,} accounts created between {first:%Y-%m-%d %H:%M} and "
+                f"{last:%H:%M} UTC; {share:.0%} of them were never used after creation. This is "
+                "abuse, not a code bug.",
+        severity=Severity.CRITICAL, confidence=0.9 if share >= 0.8 else 0.7, category="abuse",
+        entities=[Entity.service(service),
+                  Entity(kind="account_cohort", name=f"created {first:%Y-%m-%d %H:%M}")],
+        evidence=[top.evidence(note="creation hour of the bursting accounts"),
+                  members.evidence(note="accounts created around that hour")],
+        onset=request_burst.onset,
+        explains=["error_log_spike", "error_origin", "traffic_surge"],
+        mitigations=[
+            Mitigation(action=f"Suspend the {count:,} accounts created "
+                              f"{first:%Y-%m-%d %H:%M}–{last:%H:%M} UTC pending review",
+                       risk="medium"),
+            Mitigation(action="Add a sign-up velocity check", risk="low"),
+        ],
+        service=service, created_from=first, created_to=last, members=int(count),
+        dormant_share=round(share, 4), in_burst=int(in_burst),
+    )

@@ -1,0 +1,76 @@
+"""Cache loss: a cache's hit ratio collapsed, so the work it absorbed landed on the backends."""
+
+from __future__ import annotations
+
+from casebook.analyzers.capacity import ComputeSaturation, TrafficSurge
+from casebook.analyzers.shapes import find_shift, metric_series
+from casebook.sdk import (
+    Alert,
+    Entity,
+    Finding,
+    Mitigation,
+    Severity,
+    Telemetry,
+    analyzer,
+)
+from casebook.sdk.models import utc
+
+
+def caches(telemetry: Telemetry) -> list[str]:
+    """Every service that reports a cache hit ratio in the window."""
+    rows = telemetry.sql("select distinct service from metrics where name = 'cache_hit_ratio' "
+                         "order by service")
+    return [r[0] for r in rows]
+
+
+class CacheCollapse(Finding):
+    cache: str
+    baseline_hit_ratio: float
+    hit_ratio: float
+    explained: list[str]
+
+
+@analyzer(fan_out={"cache": caches}, timeout_s=20, category="cache")
+def cache_collapse(alert: Alert, telemetry: Telemetry, cache: str,
+                   traffic_surge: TrafficSurge | None,
+                   compute_saturation: ComputeSaturation | None) -> CacheCollapse | None:
+    """A cache's hit ratio fell by half or more, before any surge it would explain.
+
+    A cache that dips after traffic has already grown (new keys not cached yet) is an effect,
+    not a cause, and is not reported.
+    """
+    window, baseline = metric_series(telemetry, "cache_hit_ratio", cache)
+    shift = find_shift(window, baseline, up=False, min_ratio=0.5)
+    if shift is None:
+        return None
+    onset = utc(shift.onset)
+    if traffic_surge is not None and traffic_surge.onset and traffic_surge.onset < onset:
+        return None  # the traffic grew first: the cache dip follows it
+    explained = [name for name, finding in (("traffic_surge", traffic_surge),
+                                            ("compute_saturation", compute_saturation))
+                 if finding is not None and finding.onset is not None and finding.onset >= onset]
+    evidence = window.evidence(limit=5, note="cache hit ratio per minute")
+    evidence.series = {f"{cache} hit ratio": [(t, float(v)) for t, v in window.rows]}
+    service = alert.service
+    if service:
+        requests = telemetry.sql(
+            "select time_bucket(interval '1 minute', ts) as minute, sum(value) as value "
+            "from metrics where name = 'http_requests_total' and service = ? "
+            "group by minute order by minute", [service])
+        evidence.series[f"{service} requests per minute"] = [(t, float(v)) for t, v in requests]
+    after = ", which preceded " + " and ".join(e.replace("_", " ") for e in explained) \
+        if explained else ""
+    return CacheCollapse(
+        title=f"{cache} hit ratio collapsed",
+        summary=f"{cache} hit ratio fell from {shift.baseline:.2f} to {shift.level:.2f} at "
+                f"{onset:%H:%M} UTC{after}.",
+        severity=Severity.CRITICAL, confidence=0.9 if explained else 0.7, category="cache",
+        entities=[Entity.service(cache)], evidence=[evidence], onset=onset,
+        explains=explained,
+        mitigations=[Mitigation(action=f"Restore {cache} (warm it, roll back what emptied it) "
+                                       "before adding capacity",
+                                detail="added capacity would only absorb recomputation",
+                                risk="low")],
+        cache=cache, baseline_hit_ratio=round(shift.baseline, 4),
+        hit_ratio=round(shift.level, 4), explained=explained,
+    )

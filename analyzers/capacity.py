@@ -1,0 +1,109 @@
+"""Capacity: more work arrived (traffic surge) or the service ran out of compute (saturation)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from casebook.analyzers.shapes import find_shift, metric_series
+from casebook.sdk import Entity, Finding, Mitigation, Severity, Telemetry, analyzer
+
+SATURATION_METRICS = ("gpu_utilization_ratio", "cpu_usage_ratio")
+
+
+class ComputeSaturation(Finding):
+    service: str
+    metric: str
+    baseline: float
+    level: float
+
+
+@analyzer(timeout_s=20, category="resource")
+def compute_saturation(telemetry: Telemetry, service: str) -> ComputeSaturation | None:
+    """The service's GPUs or CPUs went from comfortable to nearly full and stayed there."""
+    for metric in SATURATION_METRICS:
+        window, baseline = metric_series(telemetry, metric, service)
+        shift = find_shift(window, baseline, up=True, min_ratio=1.2)
+        if shift is None or shift.level < 0.85:
+            continue
+        evidence = window.evidence(limit=5, note=f"{metric} per minute")
+        evidence.series = {metric: [(t, float(v)) for t, v in window.rows]}
+        return ComputeSaturation(
+            title=f"{service} {metric.split('_')[0].upper()} saturated",
+            summary=f"{metric} on {service} rose from {shift.baseline:.2f} to {shift.level:.2f} "
+                    f"from {shift.onset:%H:%M} UTC.",
+            severity=Severity.WARNING, confidence=0.6, category="resource",
+            entities=[Entity.service(service)], evidence=[evidence], onset=shift.onset,
+            service=service, metric=metric, baseline=round(shift.baseline, 4),
+            level=round(shift.level, 4),
+        )
+    return None
+
+
+class TrafficSurge(Finding):
+    service: str
+    baseline_per_min: float
+    level_per_min: float
+    ratio: float
+    new_client_share: float
+    new_clients: int
+
+
+NEW_CLIENTS_SQL = """
+with seen_before as (
+    select distinct account_id from requests
+    where service = ? and ts < ? - interval '15 minutes'
+)
+select count(distinct r.account_id) filter (where b.account_id is null) as new_clients,
+       count(*) filter (where b.account_id is null) as new_requests,
+       count(*) as requests
+from requests r left join seen_before b using (account_id)
+where r.service = ? and r.ts >= ?"""
+# Clients first seen shortly before the detected onset still count as new: ramps start small.
+
+
+@analyzer(timeout_s=20, category="capacity")
+def traffic_surge(telemetry: Telemetry, service: str,
+                  compute_saturation: ComputeSaturation | None) -> TrafficSurge | None:
+    """Request volume of the service rose well above its baseline; says who sent the extra."""
+    window, baseline = metric_series(telemetry, "http_requests_total", service, agg="sum")
+    shift = find_shift(window, baseline, up=True, min_ratio=1.5)
+    if shift is None:
+        return None
+    evidence = window.evidence(limit=5, note="requests per minute")
+    evidence.series = {"requests per minute": [(t, float(v)) for t, v in window.rows]}
+    share, newcomers, found = 0.0, 0, [evidence]
+    if telemetry.has_table("requests"):
+        onset = shift.onset.replace(tzinfo=None) if isinstance(shift.onset, datetime) else shift.onset
+        clients = telemetry.sql(NEW_CLIENTS_SQL, [service, onset, service, onset])
+        newcomers, new_requests, total = clients.rows[0]
+        share = new_requests / total if total else 0.0
+        found.append(clients.evidence(note="requests after the onset from clients never seen "
+                                           "before it"))
+    added = shift.level - shift.baseline
+    from_new = f"; {share:.0%} of requests since come from {newcomers} new clients" \
+        if newcomers else ""
+    return TrafficSurge(
+        title=f"Traffic to {service} up {shift.ratio:.1f}x",
+        summary=f"{service} went from {shift.baseline:.0f} to {shift.level:.0f} requests per "
+                f"minute at {shift.onset:%H:%M} UTC (+{added:.0f}/min){from_new}.",
+        severity=Severity.CRITICAL if shift.ratio >= 2 else Severity.WARNING,
+        confidence=0.75 if share >= 0.3 else 0.55, category="capacity",
+        entities=[Entity.service(service)], evidence=found, onset=shift.onset,
+        explains=["compute_saturation"] if _not_before(compute_saturation, shift.onset) else [],
+        mitigations=[Mitigation(action=f"Scale out {service} or shed low-priority traffic",
+                                detail="the extra load is real demand", risk="low")],
+        service=service, baseline_per_min=round(shift.baseline, 2),
+        level_per_min=round(shift.level, 2), ratio=round(shift.ratio, 3),
+        new_client_share=round(share, 4), new_clients=int(newcomers),
+    )
+
+
+def _not_before(finding: Finding | None, onset: datetime) -> bool:
+    """Whether the finding exists and began at or after `onset` (so it may be its effect)."""
+    return finding is not None and finding.onset is not None and finding.onset >= _aware(onset)
+
+
+def _aware(moment: datetime) -> datetime:
+    from casebook.sdk.models import utc
+
+    return utc(moment)

@@ -1,0 +1,42 @@
+"""The `casebook` command line. Commands are thin; heavy imports happen inside each command."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="casebook",
+    help="Investigate alerts with analyzers written by the people who know the system.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+# Each module defines `register(app)`; importing one must stay cheap (no Ray, LLM or web code).
+COMMAND_MODULES = (
+    "analyzers",
+    "ingest",
+    "investigate",
+    "demo",
+    "backtest",
+    "datasets",
+    "serve",
+    "coverage",
+    "feedback",
+)
+
+for _name in COMMAND_MODULES:
+    try:
+        _module = importlib.import_module(f"casebook.executor.cli.{_name}")
+    except ModuleNotFoundError as _exc:
+        if _exc.name != f"casebook.executor.cli.{_name}":
+            raise
+        continue
+    _module.register(app)
+
+
+def main() -> None:
+    app()

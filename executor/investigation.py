@@ -1,0 +1,161 @@
+"""Running one investigation: plan, run on a runtime, rank, narrate, store."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from casebook.executor.planner import Limits, Plan
+from casebook.executor.ranking import rank_causes
+from casebook.executor.record import FindingRecord, InvestigationRecord, InvocationRecord
+from casebook.executor.runtime import RunContext, Runtime
+from casebook.sdk.invocation import Outcome, Status
+from casebook.sdk.models import Alert, TimeWindow
+from casebook.sdk.registry import Registry
+from casebook.sdk.telemetry import TelemetrySource
+
+DEFAULT_LOOKBACK = timedelta(minutes=60)
+DEFAULT_LOOKAHEAD = timedelta(minutes=15)
+
+Progress = Callable[[int, int, Outcome], None]
+
+
+def new_investigation_id(moment: datetime | None = None) -> str:
+    moment = moment or datetime.now(UTC)
+    return f"inv-{moment:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def window_for(alert: Alert, lookback: timedelta = DEFAULT_LOOKBACK,
+               lookahead: timedelta = DEFAULT_LOOKAHEAD) -> TimeWindow:
+    """The investigation window: before the alert for the onset, a little after for spread.
+
+    An alert may set its own with the annotations `casebook_lookback_minutes` and
+    `casebook_lookahead_minutes`.
+    """
+    notes = alert.annotations
+    if "casebook_lookback_minutes" in notes:
+        lookback = timedelta(minutes=float(notes["casebook_lookback_minutes"]))
+    if "casebook_lookahead_minutes" in notes:
+        lookahead = timedelta(minutes=float(notes["casebook_lookahead_minutes"]))
+    return TimeWindow.around(alert.starts_at, lookback, lookahead)
+
+
+def run_investigation(
+    alert: Alert,
+    *,
+    registry: Registry,
+    source: TelemetrySource,
+    runtime: Runtime,
+    window: TimeWindow | None = None,
+    limits: Limits | None = None,
+    store_path: str | None = None,
+    packs: list[str] | None = None,
+    investigation_id: str | None = None,
+    progress: Progress | None = None,
+) -> InvestigationRecord:
+    """Run every applicable analyzer for the alert and rank what they found (no narration)."""
+    limits = limits or Limits()
+    window = window or window_for(alert)
+    record = InvestigationRecord(
+        id=investigation_id or new_investigation_id(), alert=alert, window=window,
+        runtime=runtime.name, packs=list(packs or []),
+    )
+    plan = Plan(registry, alert, window, source.open(window), limits)
+    context = RunContext(record.id, alert, window, registry, source, store_path, list(packs or []))
+    deadline = time.monotonic() + limits.deadline_s
+    runtime.start(context)
+    try:
+        runtime.submit(plan.start())
+        finished = sum(1 for n in plan.nodes.values() if n.state == "done")
+        while not plan.done:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            outcomes = runtime.poll(min(remaining, 0.5))
+            if not outcomes and runtime.pending() == 0 and not plan.done:
+                break  # nothing running and nothing ready: a dependency that can never settle
+            for outcome in outcomes:
+                runtime.submit(plan.complete(outcome))
+                finished += 1
+                if progress is not None:
+                    progress(finished, len(plan.nodes), outcome)
+    finally:
+        runtime.stop()
+
+    for node in plan.unfinished():
+        reason = (f"not finished: the investigation deadline of {limits.deadline_s:g} s was "
+                  "reached" if time.monotonic() >= deadline else
+                  "not run: an analyzer it reads never settled")
+        plan.outcomes[node.key] = Outcome(node.key, node.spec.name, node.params,
+                                          Status.TIMEOUT, error=reason)
+        node.state = "done"
+    record.notes.extend(plan.notes)
+    if plan.dropped:
+        record.notes.append(f"{plan.dropped} invocations were not run: the limit of "
+                            f"{limits.max_invocations} per investigation was reached")
+    timed_out = sum(1 for o in plan.outcomes.values()
+                    if o.error and o.error.startswith("not finished"))
+    if timed_out:
+        record.notes.append(f"{timed_out} invocations did not finish before the deadline; "
+                            "the causes below come from what did")
+    _fill(record, plan)
+    record.status = "partial" if timed_out or plan.dropped else "done"
+    record.finished_at = datetime.now(UTC)
+    return record
+
+
+def _fill(record: InvestigationRecord, plan: Plan) -> None:
+    nodes = plan.nodes
+    order = sorted(plan.outcomes.values(),
+                   key=lambda o: (nodes[o.key].wave if o.key in nodes else 0, o.analyzer, o.key))
+    finding_ids: dict[str, str] = {}
+    for outcome in order:
+        node = nodes.get(outcome.key)
+        record.invocations.append(InvocationRecord(
+            key=outcome.key, analyzer=outcome.analyzer, params=_jsonable(outcome.params),
+            status=str(outcome.status), duration_ms=round(outcome.duration_ms, 3),
+            error=outcome.error, depth=node.depth if node else 0,
+            parent=node.parent if node else None, queries=outcome.queries,
+            rows_read=outcome.rows_read, wave=node.wave if node else 0,
+        ))
+        if outcome.finding is not None:
+            finding_ids[outcome.key] = f"F{len(finding_ids) + 1}"
+
+    for outcome in order:
+        finding = outcome.finding
+        if finding is None:
+            continue
+        node = nodes[outcome.key]
+        sources = [k for k in node.upstream_keys.values() if k]
+        sources += [k for k in (node.parent, node.derived_from) if k]
+        led_from = list(dict.fromkeys(finding_ids[k] for k in sources if k in finding_ids))
+        explains: list[str] = []
+        for name in finding.explains:
+            linked = [finding_ids[k] for k in sources
+                      if k in finding_ids and plan.outcomes[k].analyzer == name]
+            everywhere = [finding_ids[k] for k in plan.by_analyzer.get(name, [])
+                          if k in finding_ids]
+            explains.extend(linked or everywhere)
+        record.findings.append(FindingRecord(
+            id=finding_ids[outcome.key], analyzer=outcome.analyzer, invocation=outcome.key,
+            title=finding.title, summary=finding.summary, severity=str(finding.severity),
+            confidence=finding.confidence, category=finding.category,
+            entities=list(finding.entities), evidence=list(finding.evidence),
+            mitigations=list(finding.mitigations), onset=finding.onset,
+            facts=finding.facts(), led_from=led_from, explains=list(dict.fromkeys(explains)),
+        ))
+    record.causes = rank_causes(record.findings)
+
+
+def _jsonable(params: dict[str, object]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in params.items():
+        if hasattr(value, "model_dump"):
+            out[key] = value.model_dump(mode="json")  # type: ignore[attr-defined]
+        elif isinstance(value, (str, int, float, bool)) or value is None:
+            out[key] = value
+        else:
+            out[key] = str(value)
+    return out

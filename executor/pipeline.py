@@ -1,0 +1,93 @@
+"""From an alert to a stored, ranked and narrated investigation: what every command calls."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+
+from casebook.executor.errors import UserError
+from casebook.executor.investigation import Progress, run_investigation, window_for
+from casebook.executor.planner import Limits
+from casebook.executor.record import InvestigationRecord
+from casebook.executor.results import ResultsStore
+from casebook.sdk.analyzer import AnalyzerDefinitionError
+from casebook.sdk.models import Alert
+from casebook.sdk.registry import Registry, load_registry
+
+
+def build_registry(packs: Sequence[str] = ()) -> Registry:
+    """The built-in pack, entry-point packs and `packs`, checked; errors listed together."""
+    registry = load_registry(packs)
+    problems = registry.check()
+    if problems:
+        raise AnalyzerDefinitionError(problems)
+    return registry
+
+
+def make_runtime(local: bool, ray_address: str | None = None, workers: int | None = None):
+    """The in-process runtime, or Ray (the default)."""
+    if local:
+        from casebook.executor.local_runtime import LocalRuntime
+
+        return LocalRuntime()
+    try:
+        from casebook.executor.ray_runtime import RayRuntime
+    except ModuleNotFoundError as exc:
+        if exc.name != "casebook.executor.ray_runtime":
+            raise
+        from casebook.executor.local_runtime import LocalRuntime
+
+        return LocalRuntime()
+    return RayRuntime(address=ray_address, workers=workers)
+
+
+def investigate(
+    alert: Alert,
+    *,
+    telemetry: str | Path,
+    registry: Registry,
+    runtime,
+    results: ResultsStore | None = None,
+    packs: Sequence[str] = (),
+    limits: Limits | None = None,
+    lookback: timedelta | None = None,
+    lookahead: timedelta | None = None,
+    narrate: bool = True,
+    progress: Progress | None = None,
+    investigation_id: str | None = None,
+) -> InvestigationRecord:
+    """Investigate one alert against a telemetry store and keep the result."""
+    from casebook.executor.telemetry_store import TelemetryStore
+
+    store = TelemetryStore.open(telemetry)
+    kwargs = {}
+    if lookback is not None:
+        kwargs["lookback"] = lookback
+    if lookahead is not None:
+        kwargs["lookahead"] = lookahead
+    window = window_for(alert, **kwargs)
+    record = run_investigation(
+        alert, registry=registry, source=store.source(), runtime=runtime, window=window,
+        limits=limits, store_path=str(telemetry), packs=list(packs),
+        investigation_id=investigation_id, progress=progress,
+    )
+    if narrate:
+        record.narrative = narrate_record(record)
+    if results is not None:
+        results.save(record)
+    return record
+
+
+def narrate_record(record: InvestigationRecord):
+    """Claude when configured (with verification and fallback), else the deterministic narrator."""
+    from casebook.executor.narration import narrate
+
+    return narrate(record)
+
+
+def require_file(path: str | Path, what: str) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{what} {path} does not exist")
+    return path

@@ -1,0 +1,63 @@
+"""Ranking findings into a short list of probable causes.
+
+A cause is an (entity, category) pair with the findings that support it. Its score combines the
+findings' severity and confidence (noisy-or, so corroboration helps). Findings that another
+finding explains (a request surge explained by the cache collapse that preceded it) and findings
+marked as symptoms keep their place in the chain of evidence but rank below what explains them.
+"""
+
+from __future__ import annotations
+
+from casebook.executor.record import CauseRecord, FindingRecord
+from casebook.sdk.models import Entity
+
+SEVERITY_WEIGHT = {"info": 0.35, "warning": 0.7, "critical": 1.0}
+EXPLAINED_FACTOR = 0.25
+SYMPTOM_FACTOR = 0.4
+MIN_SHARE_OF_TOP = 0.25
+MAX_CAUSES = 5
+
+
+def finding_weight(finding: FindingRecord, explained: set[str]) -> float:
+    weight = SEVERITY_WEIGHT.get(finding.severity, 0.5) * finding.confidence
+    if finding.id in explained:
+        weight *= EXPLAINED_FACTOR
+    if finding.category == "symptom":
+        weight *= SYMPTOM_FACTOR
+    return weight
+
+
+def rank_causes(findings: list[FindingRecord], limit: int = MAX_CAUSES) -> list[CauseRecord]:
+    """The probable causes, best first; contributing causes close to the top stand together."""
+    explained = {fid for f in findings for fid in f.explains}
+    groups: dict[tuple[str, str, str], list[tuple[float, FindingRecord]]] = {}
+    for finding in findings:
+        entity = finding.entities[0] if finding.entities else Entity(kind="finding",
+                                                                      name=finding.analyzer)
+        key = (entity.kind, entity.name, finding.category)
+        groups.setdefault(key, []).append((finding_weight(finding, explained), finding))
+
+    scored: list[tuple[float, str, tuple[str, str, str], list[FindingRecord]]] = []
+    for key, members in groups.items():
+        miss = 1.0
+        for weight, _ in members:
+            miss *= 1.0 - min(weight, 0.99)
+        score = 1.0 - miss
+        members.sort(key=lambda m: -m[0])
+        onset = min((m[1].onset.isoformat() for m in members if m[1].onset), default="~")
+        scored.append((score, onset, key, [m[1] for m in members]))
+
+    # Higher score first; on a near tie the earlier onset (the cause precedes the symptom).
+    scored.sort(key=lambda s: (-round(s[0], 2), s[1], -s[0]))
+    if not scored:
+        return []
+    top = scored[0][0]
+    causes = []
+    for score, _, (kind, name, category), members in scored:
+        if len(causes) >= limit or (causes and score < top * MIN_SHARE_OF_TOP):
+            break
+        causes.append(CauseRecord(
+            rank=len(causes) + 1, entity=Entity(kind=kind, name=name), category=category,
+            score=round(score, 4), finding_ids=[m.id for m in members], title=members[0].title,
+        ))
+    return causes

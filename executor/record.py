@@ -1,0 +1,107 @@
+"""The stored shape of an investigation: what reports, narration and the JSON output read."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from casebook.sdk.models import Alert, Entity, Evidence, Mitigation, TimeWindow
+
+
+class InvocationRecord(BaseModel):
+    key: str
+    analyzer: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    status: str
+    duration_ms: float = 0.0
+    error: str | None = None
+    depth: int = 0
+    parent: str | None = None
+    queries: int = 0
+    rows_read: int = 0
+    wave: int = 0
+
+
+class FindingRecord(BaseModel):
+    id: str
+    analyzer: str
+    invocation: str
+    title: str
+    summary: str
+    severity: str
+    confidence: float
+    category: str
+    entities: list[Entity] = Field(default_factory=list)
+    evidence: list[Evidence] = Field(default_factory=list)
+    mitigations: list[Mitigation] = Field(default_factory=list)
+    onset: datetime | None = None
+    facts: dict[str, Any] = Field(default_factory=dict)
+    led_from: list[str] = Field(
+        default_factory=list, description="ids of findings that led to this one"
+    )
+    explains: list[str] = Field(default_factory=list, description="ids of findings it explains")
+
+
+class CauseRecord(BaseModel):
+    rank: int
+    entity: Entity
+    category: str
+    score: float
+    finding_ids: list[str]
+    title: str = ""
+
+
+class SentenceRecord(BaseModel):
+    text: str
+    finding_ids: list[str] = Field(default_factory=list)
+    kind: str = "fact"  # fact, hypothesis, next_step, headline
+
+
+class NarrativeRecord(BaseModel):
+    narrator: str
+    text: str
+    sentences: list[SentenceRecord] = Field(default_factory=list)
+    verified: bool = True
+    model: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    fallback_reason: str | None = None
+    headline: str = ""
+
+
+class InvestigationRecord(BaseModel):
+    id: str
+    alert: Alert
+    window: TimeWindow
+    status: str = "running"  # running, done, partial, failed
+    runtime: str = "local"
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    finished_at: datetime | None = None
+    invocations: list[InvocationRecord] = Field(default_factory=list)
+    findings: list[FindingRecord] = Field(default_factory=list)
+    causes: list[CauseRecord] = Field(default_factory=list)
+    narrative: NarrativeRecord | None = None
+    notes: list[str] = Field(default_factory=list, description="what did not finish, and why")
+    packs: list[str] = Field(default_factory=list)
+
+    def finding(self, finding_id: str) -> FindingRecord | None:
+        return next((f for f in self.findings if f.id == finding_id), None)
+
+    def status_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for invocation in self.invocations:
+            counts[invocation.status] = counts.get(invocation.status, 0) + 1
+        return counts
+
+    def contract_json(self) -> dict[str, Any]:
+        """The JSON that `casebook investigate --json` prints (DESIGN.md contract)."""
+        data = self.model_dump(mode="json")
+        data["invocations"] = [
+            {k: inv[k] for k in ("analyzer", "params", "status", "duration_ms", "error", "key",
+                                 "depth", "parent")}
+            for inv in data["invocations"]
+        ]
+        return data

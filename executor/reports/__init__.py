@@ -1,0 +1,1 @@
+"""Reports of an investigation: terminal, Markdown, JSON and HTML."""
