@@ -8,15 +8,21 @@ from casebook.analyzers.capacity import TrafficSurge
 from casebook.analyzers.errors import ErrorLogSpike, ErrorOrigin
 from casebook.sdk import Entity, Finding, Mitigation, Severity, Telemetry, analyzer
 
+# Minutes in which an account sent far more than its own average, kept where dozens of
+# accounts did so in the same minute (coordination, not one heavy client).
 BURST_SQL = """
 with per_minute as (
     select account_id, time_bucket(interval '1 minute', ts) as minute, count(*) as n
     from requests where service = ? group by all
-), typical as (
-    select quantile_cont(n, 0.5) as typical_n from per_minute
+), per_account as (
+    select account_id, sum(n) / ? as mean_n from per_minute group by account_id
+), spikes as (
+    select p.account_id, p.minute, p.n from per_minute p join per_account a using (account_id)
+    where p.n >= 10 and p.n >= 8 * a.mean_n
+), crowded as (
+    select minute from spikes group by minute having count(*) >= 20
 )
-select account_id, minute, n from per_minute, typical
-where n >= greatest(10, 5 * typical.typical_n)
+select account_id, minute, n from spikes where minute in (select minute from crowded)
 order by minute, n desc"""
 
 ERROR_ACCOUNTS_SQL = """
@@ -44,7 +50,8 @@ def request_burst(telemetry: Telemetry, service: str,
     """
     if not telemetry.has_table("requests"):
         return None
-    bursts = telemetry.sql(BURST_SQL, [service])
+    minutes_in_window = telemetry.window.duration.total_seconds() / 60
+    bursts = telemetry.sql(BURST_SQL, [service, minutes_in_window])
     accounts = sorted({r[0] for r in bursts})
     if len(accounts) < 20:
         return None
