@@ -1,0 +1,77 @@
+"""`casebook datasets convert`: public incident data sets as case directories for backtests."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from casebook.executor.cli.errors import reported
+
+
+class DatasetName(StrEnum):
+    nezha = "nezha"
+    petshop = "petshop"
+    rs = "rs"
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(
+        help="Public incident data sets with ground truth, as case directories.",
+        no_args_is_help=True,
+    )
+    group.command("convert")(convert)
+    app.add_typer(group, name="datasets")
+
+
+def convert(
+    dataset: Annotated[DatasetName, typer.Argument(help="Which data set SRC holds.")],
+    src: Annotated[
+        Path,
+        typer.Argument(
+            help="The data set folder, laid out as its authors published it (e.g. "
+            "../shared/data/nezha-trainticket)."
+        ),
+    ],
+    out: Annotated[Path, typer.Argument(help="Where to write one case directory per incident.")],
+) -> None:
+    """Write one case directory (alert.json, telemetry/, expected.json) per labelled incident."""
+    with reported():
+        from casebook.executor.datasets import convert as convert_dataset
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        console = Console()
+        with Progress(
+            TextColumn("[bold blue]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            disable=not console.is_terminal,
+        ) as bar:
+            task = bar.add_task(f"reading {src}", total=None)
+
+            def advance(done: int, total: int, name: str) -> None:
+                bar.update(task, completed=done, total=total, description=name)
+
+            summary = convert_dataset(dataset.value, src, out, on_case=advance)
+        rows = sum(summary.rows.values())
+        console.print(
+            f"Wrote {len(summary.cases)} {dataset.value} cases ({rows:,} telemetry rows) "
+            f"to {summary.out}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        for table, count in sorted(summary.rows.items()):
+            console.print(f"  {table}: {count:,} rows", highlight=False)
+        for note in summary.notes:
+            console.print(f"  note: {note}", highlight=False, soft_wrap=True)
