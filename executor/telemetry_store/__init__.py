@@ -132,11 +132,11 @@ class TelemetryStore:
         tables = self.tables()
         if not tables:
             return {}
+        counts = " union all ".join(
+            f"select '{t}', count(*) from {RAW_SCHEMA}.{ident(t)}" for t in tables
+        )
         with self.connect() as con:
-            return {
-                t: con.execute(f'select count(*) from {RAW_SCHEMA}."{t}"').fetchone()[0]
-                for t in tables
-            }
+            return {name: count for name, count in con.execute(counts).fetchall()}
 
     def time_range(self, table: str) -> tuple[datetime | None, datetime | None]:
         """The earliest and latest time in a table (None, None when empty or timeless)."""
@@ -147,17 +147,14 @@ class TelemetryStore:
                 f"tables: {', '.join(tables) or 'none yet'}"
             )
         with self.connect() as con:
-            columns = [
-                d[0]
-                for d in con.execute(f'select * from {RAW_SCHEMA}."{table}" limit 0').description
-            ]
-            column = time_column_of(table, columns)
+            relation = con.sql(f"select * from {RAW_SCHEMA}.{ident(table)} limit 0")
+            column = time_column_of(table, relation.columns)
             if column is None:
                 return None, None
-            first, last = con.execute(
-                f'select min("{column}"), max("{column}") from {RAW_SCHEMA}."{table}"'
-            ).fetchone()
-        return first, last
+            bounds = con.execute(
+                f"select min({ident(column)}), max({ident(column)}) from {RAW_SCHEMA}.{ident(table)}"
+            ).fetchall()
+        return bounds[0][0], bounds[0][1]
 
     # writing
 

@@ -1,0 +1,56 @@
+"""`casebook ingest`: load telemetry files into a store."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import typer
+from casebook.executor.cli.errors import reported
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ingest")(ingest_command)
+
+
+def ingest_command(
+    files: list[Path] = typer.Argument(
+        ...,
+        metavar="FILE",
+        show_default=False,
+        help="CSV, TSV, JSON lines, Parquet or OTLP/JSON files (.gz too), or directories of them.",
+    ),
+    telemetry: Path = typer.Option(
+        ...,
+        "--telemetry",
+        envvar="CASEBOOK_TELEMETRY",
+        show_default=False,
+        help="The store: a directory of Parquet datasets, or a .duckdb/.db file. Created if missing.",
+    ),
+    table: str | None = typer.Option(
+        None,
+        "--table",
+        help="Put every non-OTLP file in this table instead of the one named after the file.",
+    ),
+) -> None:
+    """Load telemetry files into a store; all of them, or none when one is broken."""
+    with reported():
+        from casebook.executor.ingest import ingest
+        from rich.console import Console
+        from rich.table import Table
+
+        reports = ingest(files, telemetry, table=table)
+        summary = Table(title=f"ingested into {telemetry}", title_justify="left")
+        summary.add_column("file", overflow="fold")
+        summary.add_column("table")
+        summary.add_column("rows", justify="right")
+        summary.add_column("from", no_wrap=True)
+        summary.add_column("to", no_wrap=True)
+        for report in reports:
+            summary.add_row(report.file, report.table, f"{report.rows:,}",
+                            _moment(report.start), _moment(report.end))  # fmt: skip
+        Console().print(summary)
+
+
+def _moment(value: datetime | None) -> str:
+    return "-" if value is None else value.isoformat(sep=" ", timespec="seconds")

@@ -1,0 +1,162 @@
+"""Load telemetry files into a store: CSV, JSON lines, Parquet and OpenTelemetry OTLP/JSON.
+
+    reports = ingest(["logs.csv.gz", "otel-export.json"], TelemetryStore.open("telemetry/"))
+
+Every file is read and checked before anything is written, so one broken file leaves the
+store exactly as it was.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from casebook.executor.ingest.files import IngestError, Loaded, head
+from casebook.executor.ingest.otlp import is_otlp, read_otlp
+from casebook.executor.ingest.tabular import read_csv, read_jsonl, read_parquet
+from casebook.executor.telemetry_store import (
+    Batch,
+    SchemaError,
+    TelemetryStore,
+    TelemetryStoreError,
+    check_table_name,
+    conform,
+)
+
+__all__ = ["IngestError", "IngestReport", "ingest"]
+
+FORMATS = {
+    ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet",
+    ".jsonl": "json", ".ndjson": "json", ".json": "json", ".otlp": "json",
+}  # fmt: skip
+COMPRESSED = ".gz"
+SUPPORTED = ".csv, .tsv, .jsonl, .ndjson, .json (each optionally .gz), .parquet"
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """What one file added to one table."""
+
+    file: str
+    table: str
+    format: str
+    rows: int
+    start: datetime | None
+    end: datetime | None
+
+
+def ingest(
+    files: Iterable[str | os.PathLike[str]],
+    store: TelemetryStore | str | os.PathLike[str],
+    table: str | None = None,
+) -> list[IngestReport]:
+    """Read, check and add files to the store; all of them or, on any error, none.
+
+    The table is `table` when given, else the file name without extensions (`logs.csv.gz`
+    -> logs); OTLP/JSON files go to logs, metrics and spans by content. A directory stands
+    for the ingestible files directly inside it.
+    """
+    paths = _expand(files)
+    if table is not None:
+        table = table.strip().lower()
+        try:
+            check_table_name(table)
+        except TelemetryStoreError as exc:
+            raise IngestError(f"--table: {exc}") from None
+    target = store if isinstance(store, TelemetryStore) else _existing_store(store)
+    loaded = [item for path, file in paths for item in _load(path, file, table)]
+    batches = [_conform(item) for item in loaded]
+    if target is None:
+        target = TelemetryStore.open(store, create=True)  # type: ignore[arg-type]
+    target.write(batches)
+    return [
+        IngestReport(item.file, item.table, item.format, batch.rows, *batch.time_range())
+        for item, batch in zip(loaded, batches, strict=True)
+    ]
+
+
+def _existing_store(path: str | os.PathLike[str]) -> TelemetryStore | None:
+    # A missing store is created only once every file has passed, so a failed call leaves
+    # nothing behind.
+    return TelemetryStore.open(path) if Path(path).expanduser().exists() else None
+
+
+def _expand(files: Iterable[str | os.PathLike[str]]) -> list[tuple[Path, str]]:
+    paths: list[tuple[Path, str]] = []
+    for name in files:
+        path = Path(name).expanduser()
+        if path.is_dir():
+            inside = sorted(
+                p
+                for p in path.iterdir()
+                if p.is_file() and not p.name.startswith(".") and _format_of(p) is not None
+            )
+            if not inside:
+                raise IngestError(f"{name}: the directory holds no files to ingest ({SUPPORTED})")
+            paths += [(p, str(p)) for p in inside]
+        elif path.is_file():
+            paths.append((path, str(name)))
+        else:
+            raise IngestError(f"no such file: {name}")
+    if not paths:
+        raise IngestError(f"no files to ingest; name one or more files ({SUPPORTED})")
+    return paths
+
+
+def _format_of(path: Path) -> str | None:
+    """The format named by the file's extensions (.gz aside), or None when they name none."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == COMPRESSED:
+        suffixes.pop()
+    return FORMATS.get(suffixes[-1]) if suffixes else None
+
+
+def _table_of(path: Path, file: str) -> str:
+    name = path.name
+    while Path(name).suffix.lower() in (*FORMATS, COMPRESSED):
+        name = name[: -len(Path(name).suffix)]
+    name = name.lower()
+    try:
+        check_table_name(name)
+    except TelemetryStoreError as exc:
+        raise IngestError(
+            f"{file}: {exc} (the table is named after the file); rename the file or pass --table"
+        ) from None
+    return name
+
+
+def _load(path: Path, file: str, table: str | None) -> list[Loaded]:
+    kind = _format_of(path) or _sniff(path, file)
+    if kind == "json" and is_otlp(path):
+        if table is not None:
+            raise IngestError(
+                f"{file}: OTLP/JSON goes to logs, metrics and spans by content, so --table "
+                f"{table} cannot apply; ingest this file in a separate call without --table"
+            )
+        return read_otlp(path, file)
+    name = table or _table_of(path, file)
+    if kind == "parquet":
+        return [read_parquet(path, file, name)]
+    if kind == "json":
+        return [read_jsonl(path, file, name)]
+    return [read_csv(path, file, name, delimiter="\t" if kind == "tsv" else ",")]
+
+
+def _sniff(path: Path, file: str) -> str:
+    start = head(path, 64).removeprefix(b"\xef\xbb\xbf").lstrip()
+    if start.startswith(b"PAR1"):
+        return "parquet"
+    if start.startswith(b"{"):
+        return "json"
+    raise IngestError(f"{file}: cannot tell its format from the name; use one of {SUPPORTED}")
+
+
+def _conform(item: Loaded) -> Batch:
+    try:
+        return conform(item.table, item.data)
+    except SchemaError as exc:
+        where = item.file if exc.row is None else f"{item.file} {item.locate(exc.row)}"
+        raise IngestError(f"{where}: {exc.problem}") from None
