@@ -51,5 +51,6 @@ def write_case(directory: Path, *, alert: Alert, tables: Mapping[str, Sequence[M
     (directory / "alert.json").write_text(alert.model_dump_json(indent=2))
     (directory / "expected.json").write_text(json.dumps({"causes": expected}, indent=2))
     if about:
-        (directory / "case.json").write_text(json.dumps(dict(about), indent=2, default=str))
+        (directory / "case.json").write_text(json.dumps({"dataset": "seeds", **about}, indent=2,
+                                                         default=str))
     return directory

@@ -41,13 +41,19 @@ def ingest_command(
 
         reports = ingest(files, telemetry, table=table)
         summary = Table(title=f"ingested into {telemetry}", title_justify="left")
-        summary.add_column("file", overflow="fold")
+        summary.add_column("file", overflow="fold",
+                           min_width=min(32, max(len(Path(r.file).name) for r in reports)))
         summary.add_column("table")
         summary.add_column("rows", justify="right")
         summary.add_column("from", no_wrap=True)
         summary.add_column("to", no_wrap=True)
+        folders = {str(Path(report.file).parent) for report in reports}
+        if len(folders) == 1:  # name the folder once, the files by name
+            summary.title = f"ingested from {folders.pop()} into {telemetry}"
         for report in reports:
-            summary.add_row(report.file, report.table, f"{report.rows:,}",
+            shown = Path(report.file).name if summary.title.startswith("ingested from") \
+                else report.file
+            summary.add_row(shown, report.table, f"{report.rows:,}",
                             _moment(report.start), _moment(report.end))  # fmt: skip
         Console().print(summary)
 
