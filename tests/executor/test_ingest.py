@@ -359,7 +359,7 @@ def test_cli_prints_what_it_ingested(tmp_path, monkeypatch):
     write(tmp_path / "logs.csv", LOGS_CSV)
     result = CliRunner().invoke(app, ["ingest", "logs.csv", "--telemetry", "tel"])
     assert result.exit_code == 0, result.output
-    assert "ingested into tel" in result.output
+    assert "ingested from . into tel" in result.output
     row = next(line for line in result.output.splitlines() if "logs.csv" in line)
     assert row.split("│")[1:6] == [
         " logs.csv ",
