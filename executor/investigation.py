@@ -119,6 +119,7 @@ def _fill(record: InvestigationRecord, plan: Plan) -> None:
             error=outcome.error, depth=node.depth if node else 0,
             parent=node.parent if node else None, queries=outcome.queries,
             rows_read=outcome.rows_read, wave=node.wave if node else 0,
+            started_ms=round((outcome.started_at - record.created_at).total_seconds() * 1000, 3),
         ))
         if outcome.finding is not None:
             finding_ids[outcome.key] = f"F{len(finding_ids) + 1}"

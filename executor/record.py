@@ -22,6 +22,9 @@ class InvocationRecord(BaseModel):
     queries: int = 0
     rows_read: int = 0
     wave: int = 0
+    started_ms: float | None = Field(
+        default=None, description="when it started, in ms after the investigation began"
+    )
 
 
 class FindingRecord(BaseModel):

@@ -32,7 +32,7 @@ create table if not exists investigations (
 create table if not exists invocations (
     investigation_id varchar, key varchar, analyzer varchar, params json, status varchar,
     duration_ms double, error varchar, depth integer, parent varchar, queries integer,
-    rows_read bigint, wave integer);
+    rows_read bigint, wave integer, started_ms double);
 create table if not exists findings (
     investigation_id varchar, id varchar, analyzer varchar, invocation varchar, title varchar,
     summary varchar, severity varchar, confidence double, category varchar, entities json,
@@ -48,6 +48,8 @@ create table if not exists feedback (
     investigation_id varchar, finding_id varchar, helpful boolean, comment varchar,
     source varchar, created_at timestamptz);
 """
+# Databases made before invocations had a start offset gain the column on first write.
+MIGRATIONS = "alter table invocations add column if not exists started_ms double;"
 
 
 class ResultsStore:
@@ -67,6 +69,7 @@ class ResultsStore:
         self._lock = threading.RLock()
         if not read_only:
             self.connection.execute(SCHEMA)
+            self.connection.execute(MIGRATIONS)
 
     def close(self) -> None:
         self.connection.close()
@@ -102,9 +105,10 @@ class ResultsStore:
             self._write_header(con, record)
             if record.invocations:
                 con.executemany(
-                    "insert into invocations values (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "insert into invocations values (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     [[record.id, i.key, i.analyzer, json.dumps(i.params), i.status,
-                      i.duration_ms, i.error, i.depth, i.parent, i.queries, i.rows_read, i.wave]
+                      i.duration_ms, i.error, i.depth, i.parent, i.queries, i.rows_read, i.wave,
+                      i.started_ms]
                      for i in record.invocations])
             if record.findings:
                 con.executemany(
@@ -162,7 +166,7 @@ class ResultsStore:
                 return None
             invocations = con.execute(
                 "select key, analyzer, params, status, duration_ms, error, depth, parent, "
-                "queries, rows_read, wave from invocations where investigation_id = ? "
+                "queries, rows_read, wave, started_ms from invocations where investigation_id = ? "
                 "order by wave, analyzer, key", [investigation_id]).fetchall()
             findings = con.execute(
                 "select record from findings where investigation_id = ? "
@@ -182,7 +186,7 @@ class ResultsStore:
             invocations=[InvocationRecord(
                 key=r[0], analyzer=r[1], params=json.loads(r[2] or "{}"), status=r[3],
                 duration_ms=r[4], error=r[5], depth=r[6], parent=r[7], queries=r[8],
-                rows_read=r[9], wave=r[10]) for r in invocations],
+                rows_read=r[9], wave=r[10], started_ms=r[11]) for r in invocations],
             findings=[FindingRecord.model_validate_json(r[0]) for r in findings],
             causes=[CauseRecord(rank=r[0], entity={"kind": r[1], "name": r[2]}, category=r[3],
                                 score=r[4], finding_ids=json.loads(r[5]), title=r[6] or "")

@@ -309,7 +309,7 @@ def _build_spec(
     finding_type, _ = _finding_type(returns)
     if "return" not in hints and hints_ok:
         problem("it has no return annotation",
-                f"declare what it returns, e.g. `-> MyFinding | None` (MyFinding subclasses "
+                "declare what it returns, e.g. `-> MyFinding | None` (MyFinding subclasses "
                 "casebook.sdk.Finding)")
     elif "return" in hints and finding_type is None:
         problem(f"it returns {returns!r}, not a Finding subclass",

@@ -43,13 +43,13 @@ class TinyStore:
 
     def add(self, table: str, rows: Iterable[Mapping[str, Any]]) -> TinyStore:
         """Append rows (dicts) to a table; a new table's column types come from its first row."""
-        rows = [dict(r) for r in rows]
-        if not rows:
+        records = [dict(r) for r in rows]
+        if not records:
             return self
         if table in CORE_TABLES:
-            self._insert_core(table, rows)
+            self._insert_core(table, records)
         else:
-            self._insert_extra(table, rows)
+            self._insert_extra(table, records)
         self._source = None
         return self
 
@@ -85,8 +85,8 @@ class TinyStore:
         columns = list(rows[0])
         exists = self.connection.execute(
             "select count(*) from information_schema.tables where table_schema=? and table_name=?",
-            [RAW_SCHEMA, table]).fetchone()[0]
-        if not exists:
+            [RAW_SCHEMA, table]).fetchone()
+        if not exists or not exists[0]:
             types = ", ".join(f"{c} {_duck_type(rows[0][c])}" for c in columns)
             self.connection.execute(f"create table {RAW_SCHEMA}.{table} ({types})")
         marks = ", ".join("?" for _ in columns)

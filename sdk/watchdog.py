@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import threading
@@ -48,10 +49,9 @@ class Watchdog:
                     self._wake.wait(timeout=wait)
                     continue
                 heapq.heappop(self._heap)
-            try:
+            # An interrupt on a closed connection has nothing left to stop.
+            with contextlib.suppress(Exception):
                 action()
-            except Exception:  # an interrupt on a closed connection has nothing left to stop
-                pass
 
 
 WATCHDOG = Watchdog()

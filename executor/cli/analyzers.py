@@ -75,9 +75,9 @@ def new(
 ) -> None:
     """Write a new analyzer and its test from a template; both pass as generated."""
     with reported():
-        from casebook.executor.scaffold import write_analyzer
-
         import re
+
+        from casebook.executor.scaffold import write_analyzer
 
         if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
             raise UserError(f"'{name}' is not a lower_snake_case name; name analyzers for what "

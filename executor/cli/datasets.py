@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from casebook.executor.cli.errors import reported
 
 
@@ -38,7 +39,6 @@ def convert(
 ) -> None:
     """Write one case directory (alert.json, telemetry/, expected.json) per labelled incident."""
     with reported():
-        from casebook.executor.datasets import convert as convert_dataset
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -47,6 +47,8 @@ def convert(
             TextColumn,
             TimeElapsedColumn,
         )
+
+        from casebook.executor.datasets import convert as convert_dataset
 
         console = Console()
         with Progress(

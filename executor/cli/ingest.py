@@ -6,6 +6,7 @@ from datetime import datetime
 from pathlib import Path
 
 import typer
+
 from casebook.executor.cli.errors import reported
 
 
@@ -35,9 +36,10 @@ def ingest_command(
 ) -> None:
     """Load telemetry files into a store; all of them, or none when one is broken."""
     with reported():
-        from casebook.executor.ingest import ingest
         from rich.console import Console
         from rich.table import Table
+
+        from casebook.executor.ingest import ingest
 
         reports = ingest(files, telemetry, table=table)
         summary = Table(title=f"ingested into {telemetry}", title_justify="left")

@@ -51,7 +51,8 @@ def investigate(
         from rich.console import Console
 
         from casebook.executor.alerts import load_alerts
-        from casebook.executor.pipeline import build_registry, investigate as run, make_runtime
+        from casebook.executor.pipeline import build_registry, make_runtime
+        from casebook.executor.pipeline import investigate as run
         from casebook.executor.planner import Limits
         from casebook.executor.progress import progress_display
         from casebook.executor.results import ResultsStore

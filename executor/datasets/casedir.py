@@ -10,6 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from casebook.executor.errors import UserError
 from casebook.sdk.models import Alert
 from casebook.sdk.schema import CORE_TABLES, MAP

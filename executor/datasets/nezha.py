@@ -20,6 +20,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+
 from casebook.executor.datasets import Conversion
 from casebook.executor.datasets.casedir import Case, Cause, DatasetLayoutError, require, snake_case
 from casebook.sdk.models import Alert

@@ -18,6 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
 from casebook.executor.datasets import Conversion
 from casebook.executor.datasets.casedir import Case, Cause, DatasetLayoutError, require, snake_case
 from casebook.sdk.models import Alert

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import yaml
+
 from casebook.executor.datasets import Conversion
 from casebook.executor.datasets.casedir import Case, Cause, DatasetLayoutError, require, slice_name
 from casebook.sdk.models import Alert

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TextIO
 
 import pyarrow as pa
+
 from casebook.executor.cli.errors import UserError
 
 GZIP_MAGIC = b"\x1f\x8b"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+
 from casebook.executor.ingest.files import IngestError, Loaded, head, open_text
 
 OTLP_START = re.compile(rb'^(\xef\xbb\xbf)?\s*\{\s*"(resourceLogs|resourceMetrics|resourceSpans)"')

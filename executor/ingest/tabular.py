@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.json as pjson
 import pyarrow.parquet as pq
+
 from casebook.executor.ingest.files import IngestError, Loaded, open_binary, open_text, row_locator
 from casebook.sdk.schema import CORE_TABLES
 

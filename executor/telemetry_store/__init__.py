@@ -15,6 +15,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+
 from casebook.executor.telemetry_store.conformance import (
     TABLE_NAME,
     Batch,

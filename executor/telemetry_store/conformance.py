@@ -11,6 +11,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+
 from casebook.executor.cli.errors import UserError
 from casebook.sdk.schema import CORE_TABLES, MAP, Column, Table, time_column_of
 

@@ -4,7 +4,6 @@ import re
 from datetime import timedelta
 from pathlib import Path
 
-from casebook.examples import authoring
 from casebook.executor.investigation import run_investigation
 from casebook.executor.local_runtime import LocalRuntime
 from casebook.sdk.registry import Registry

@@ -11,13 +11,14 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 import typer
+from typer.testing import CliRunner
+
 from casebook.executor.cli import datasets as datasets_cli
 from casebook.executor.datasets import DatasetLayoutError, convert
 from casebook.executor.datasets.casedir import slice_name, snake_case, write_case
 from casebook.executor.datasets.nezha import metric_name, service_of
 from casebook.executor.errors import UserError
 from casebook.sdk.models import Alert
-from typer.testing import CliRunner
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "datasets"
 SHARED_DATA = Path(__file__).parents[2] / ".." / "shared" / "data"

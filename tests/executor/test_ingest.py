@@ -7,11 +7,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
+
 from casebook.executor.cli import app
 from casebook.executor.ingest import IngestError, IngestReport, ingest
 from casebook.executor.telemetry_store import TelemetryStore
 from casebook.sdk.models import TimeWindow
-from typer.testing import CliRunner
 
 NOON = datetime(2026, 1, 1, 12, 0)
 NOON_NANOS = "1767268800000000000"

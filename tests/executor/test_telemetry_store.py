@@ -1,8 +1,9 @@
 from datetime import UTC, datetime, timedelta
 
-import casebook.executor.telemetry_store as telemetry_store
 import pyarrow as pa
 import pytest
+
+import casebook.executor.telemetry_store as telemetry_store
 from casebook.executor.telemetry_store import (
     SchemaError,
     TelemetryStore,
