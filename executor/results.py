@@ -52,6 +52,27 @@ create table if not exists feedback (
 MIGRATIONS = "alter table invocations add column if not exists started_ms double;"
 
 
+INVOCATION_COLUMNS = ("investigation_id", "key", "analyzer", "params", "status", "duration_ms",
+                      "error", "depth", "parent", "queries", "rows_read", "wave", "started_ms")
+FINDING_COLUMNS = ("investigation_id", "id", "analyzer", "invocation", "title", "summary",
+                   "severity", "confidence", "category", "entities", "onset", "record")
+CAUSE_COLUMNS = ("investigation_id", "rank", "entity_kind", "entity_name", "category", "score",
+                 "finding_ids", "title")
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, columns: tuple[str, ...],
+            rows: list[list[Any]]) -> None:
+    """Insert many rows in one statement (executemany costs a round trip per row)."""
+    import pyarrow as pa
+
+    batch = pa.table({name: [row[i] for row in rows] for i, name in enumerate(columns)})
+    con.register("_casebook_rows", batch)
+    try:
+        con.execute(f"insert into {table} by name select * from _casebook_rows")
+    finally:
+        con.unregister("_casebook_rows")
+
+
 class ResultsStore:
     """A results database at a path (created on first use)."""
 
@@ -104,24 +125,20 @@ class ResultsStore:
                 con.execute(f"delete from {table} where investigation_id = ?", [record.id])
             self._write_header(con, record)
             if record.invocations:
-                con.executemany(
-                    "insert into invocations values (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [[record.id, i.key, i.analyzer, json.dumps(i.params), i.status,
-                      i.duration_ms, i.error, i.depth, i.parent, i.queries, i.rows_read, i.wave,
-                      i.started_ms]
-                     for i in record.invocations])
+                _insert(con, "invocations", INVOCATION_COLUMNS,
+                        [[record.id, i.key, i.analyzer, json.dumps(i.params), i.status,
+                          i.duration_ms, i.error, i.depth, i.parent, i.queries, i.rows_read,
+                          i.wave, i.started_ms] for i in record.invocations])
             if record.findings:
-                con.executemany(
-                    "insert into findings values (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [[record.id, f.id, f.analyzer, f.invocation, f.title, f.summary, f.severity,
-                      f.confidence, f.category,
-                      json.dumps([e.model_dump() for e in f.entities]), f.onset,
-                      f.model_dump_json()] for f in record.findings])
+                _insert(con, "findings", FINDING_COLUMNS,
+                        [[record.id, f.id, f.analyzer, f.invocation, f.title, f.summary,
+                          f.severity, f.confidence, f.category,
+                          json.dumps([e.model_dump() for e in f.entities]), f.onset,
+                          f.model_dump_json()] for f in record.findings])
             if record.causes:
-                con.executemany(
-                    "insert into causes values (?,?,?,?,?,?,?,?)",
-                    [[record.id, c.rank, c.entity.kind, c.entity.name, c.category, c.score,
-                      json.dumps(c.finding_ids), c.title] for c in record.causes])
+                _insert(con, "causes", CAUSE_COLUMNS,
+                        [[record.id, c.rank, c.entity.kind, c.entity.name, c.category, c.score,
+                          json.dumps(c.finding_ids), c.title] for c in record.causes])
             if record.narrative is not None:
                 n = record.narrative
                 con.execute(
