@@ -73,6 +73,9 @@ class NarrativeRecord(BaseModel):
     cost_usd: float = 0.0
     fallback_reason: str | None = None
     headline: str = ""
+    rejections: list[str] = Field(
+        default_factory=list, description="the verifier's reasons, one per rejected model answer"
+    )
 
 
 class InvestigationRecord(BaseModel):

@@ -1,4 +1,4 @@
-"""The terminal report (rich): causes first, then the chain of findings, then what failed."""
+"""The terminal report (rich): what happened, the causes, next steps, the chain, what failed."""
 
 from __future__ import annotations
 
@@ -8,11 +8,18 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from casebook.executor.record import FindingRecord, InvestigationRecord
+from casebook.executor.record import FindingRecord, InvestigationRecord, SentenceRecord
+from casebook.executor.reports.outline import by_kind, failed_invocations, narrator_line
 
 SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
-STATUS_STYLE = {"found": "green", "nothing": "dim", "skipped": "dim", "error": "red",
-                "timeout": "magenta", "crashed": "bold red"}
+STATUS_STYLE = {
+    "found": "green",
+    "nothing": "dim",
+    "skipped": "dim",
+    "error": "red",
+    "timeout": "magenta",
+    "crashed": "bold red",
+}
 
 
 def render(record: InvestigationRecord, console: Console | None = None) -> None:
@@ -20,22 +27,39 @@ def render(record: InvestigationRecord, console: Console | None = None) -> None:
     console = console or Console()
     alert = record.alert
     labels = ", ".join(f"{k}={v}" for k, v in sorted(alert.labels.items()) if k != "alertname")
-    title = Text.assemble(("● ", "red" if alert.status == "firing" else "green"),
-                          (alert.name, "bold"), f"  {labels}")
+    title = Text.assemble(
+        ("● ", "red" if alert.status == "firing" else "green"), (alert.name, "bold"), f"  {labels}"
+    )
     counts = record.status_counts()
     stats = "  ".join(f"[{STATUS_STYLE.get(k, '')}]{k} {v}[/]" for k, v in sorted(counts.items()))
     header = Group(
         title,
-        Text(f"{record.id} · window {record.window.start:%Y-%m-%d %H:%M}–"
-             f"{record.window.end:%H:%M} UTC · {len(record.invocations)} invocations "
-             f"({record.runtime})", style="dim"),
+        Text(
+            f"{record.id} · window {record.window.start:%Y-%m-%d %H:%M}–"
+            f"{record.window.end:%H:%M} UTC · {len(record.invocations)} invocations "
+            f"({record.runtime})",
+            style="dim",
+        ),
         Text.from_markup(stats),
     )
     console.print(Panel(header, border_style="blue", expand=False))
 
+    narrative = record.narrative
+    if narrative is not None and narrative.fallback_reason:
+        console.print(
+            Text.assemble(
+                ("The deterministic narrator wrote this summary. ", "bold"),
+                narrative.fallback_reason,
+            ),
+            style="yellow",
+        )
+    if narrative is not None:
+        console.print(_story(narrative))
+
     if record.causes:
-        table = Table(title="Probable causes", title_justify="left", show_lines=False,
-                      header_style="bold")
+        table = Table(
+            title="Probable causes", title_justify="left", show_lines=False, header_style="bold"
+        )
         table.add_column("#", justify="right")
         table.add_column("cause")
         table.add_column("on")
@@ -43,31 +67,70 @@ def render(record: InvestigationRecord, console: Console | None = None) -> None:
         table.add_column("findings")
         for cause in record.causes:
             style = "bold" if cause.rank == 1 else ""
-            table.add_row(str(cause.rank), Text(cause.category.upper(), style=style or "none"),
-                          f"{cause.entity.kind} {cause.entity.name}", f"{cause.score:.2f}",
-                          ", ".join(cause.finding_ids))
+            table.add_row(
+                str(cause.rank),
+                Text(cause.category.upper(), style=style or "none"),
+                f"{cause.entity.kind} {cause.entity.name}",
+                f"{cause.score:.2f}",
+                ", ".join(cause.finding_ids),
+            )
         console.print(table)
     else:
         console.print("[dim]No analyzer found anything notable.[/]")
 
+    groups = by_kind(narrative)
+    if groups["next_step"]:
+        console.print(Text("Next steps", style="bold"))
+        console.print(_bullets("", groups["next_step"], numbered=True))
+    if groups["hypothesis"]:
+        console.print(Text("Hypotheses (not established)", style="bold"))
+        console.print(_bullets("•", groups["hypothesis"], "italic"))
+
     if record.findings:
         console.print(_finding_tree(record))
 
-    if record.narrative is not None:
-        console.print(Panel(record.narrative.text, title=f"Narrative ({record.narrative.narrator})",
-                            title_align="left", border_style="green"))
-
-    failures = [i for i in record.invocations if i.status in ("error", "timeout", "crashed")]
+    failures = failed_invocations(record)
     if failures:
         console.print(f"[red]{len(failures)} invocation(s) failed[/] (everything else completed):")
         for inv in failures[:8]:
             first = (inv.error or "").splitlines()[0] if inv.error else ""
-            console.print(f"  [{STATUS_STYLE[inv.status]}]{inv.status}[/] {inv.key}: {first}",
-                          highlight=False)
+            console.print(
+                f"  [{STATUS_STYLE[inv.status]}]{inv.status}[/] {inv.key}: {first}", highlight=False
+            )
         if len(failures) > 8:
             console.print(f"  … and {len(failures) - 8} more (see --json)")
     for note in record.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
+
+
+def _story(narrative) -> Panel:
+    groups = by_kind(narrative)
+    headline = [_cited(s, "bold") for s in groups["headline"]] or [Text(narrative.headline, "bold")]
+    facts = _bullets("•", groups["fact"])
+    verified = "green" if narrative.verified else "red"
+    footer = Text(narrator_line(narrative), style=f"dim {verified}")
+    return Panel(
+        Group(*headline, facts, footer),
+        title="What happened",
+        title_align="left",
+        border_style="green",
+    )
+
+
+def _bullets(
+    mark: str, sentences: list[SentenceRecord], style: str = "", numbered: bool = False
+) -> Table:
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(justify="right", no_wrap=True)
+    grid.add_column()
+    for number, sentence in enumerate(sentences, start=1):
+        grid.add_row(f"{number}." if numbered else mark, _cited(sentence, style))
+    return grid
+
+
+def _cited(sentence: SentenceRecord, style: str = "") -> Text:
+    cites = f" [{', '.join(sentence.finding_ids)}]" if sentence.finding_ids else ""
+    return Text.assemble((sentence.text, style), (cites, "dim cyan"))
 
 
 def _finding_tree(record: InvestigationRecord) -> Tree:
@@ -84,9 +147,11 @@ def _finding_tree(record: InvestigationRecord) -> Tree:
 
     def add(node: Tree, finding: FindingRecord) -> None:
         style = SEVERITY_STYLE.get(finding.severity, "")
-        label = Text.assemble((f"{finding.id} ", "bold"), (finding.title, style),
-                              (f"  [{finding.analyzer} · {finding.category} · "
-                               f"conf {finding.confidence:.2f}]", "dim"))
+        label = Text.assemble(
+            (f"{finding.id} ", "bold"),
+            (finding.title, style),
+            (f"  [{finding.analyzer} · {finding.category} · conf {finding.confidence:.2f}]", "dim"),
+        )
         branch = node.add(Group(label, Text(finding.summary, style="italic")))
         for child in children.get(finding.id, []):
             add(branch, child)
