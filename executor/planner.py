@@ -72,6 +72,9 @@ class Plan:
         self.notes: list[str] = []
         self.dropped = 0
         self._waves: dict[str, int] = {}
+        # Kept alongside `nodes` so each completion costs O(ready), not O(all invocations).
+        self._waiting: dict[str, Node] = {}
+        self._open: set[str] = set()
 
     # -- building -------------------------------------------------------------------------
 
@@ -83,12 +86,12 @@ class Plan:
         return self._ready()
 
     def _activate(self, name: str) -> None:
+        # Dependencies are not pulled in: an analyzer runs where its own matchers say, and a
+        # dependent whose upstream did not apply receives None (or is skipped).
         if name in self.active or name not in self.registry:
             return
         self.active.add(name)
         self.by_analyzer.setdefault(name, [])
-        for dependency in self.registry[name].depends_on:
-            self._activate(dependency)
 
     def wave_of(self, name: str) -> int:
         if name not in self._waves:
@@ -120,8 +123,11 @@ class Plan:
                                     f"{type(exc).__name__}: {exc}")
                 return
         if any(not values for values in choices):
-            self._record_direct(spec, {}, Status.SKIPPED,
-                                "fan-out found no values to run over")
+            upstream = [s.source.analyzer for s in spec.fan_out.values()
+                        if isinstance(s.source, FromFinding)]
+            why = (f"nothing to fan out over: {', '.join(upstream)} did not apply or found "
+                   "nothing" if upstream else "fan-out found no values to run over")
+            self._record_direct(spec, {}, Status.SKIPPED, why)
             return
         combos = itertools.product(*choices) if choices else [()]
         names = list(spec.fan_out)
@@ -169,7 +175,9 @@ class Plan:
             return
         wave = self.wave_of(spec.name) if parent is None else max(
             self.wave_of(spec.name), self.nodes[parent].wave + 1)
-        self.nodes[key] = Node(key, spec, params, depth, wave, parent, derived_from)
+        node = Node(key, spec, params, depth, wave, parent, derived_from)
+        self.nodes[key] = self._waiting[key] = node
+        self._open.add(key)
         self.by_analyzer.setdefault(spec.name, []).append(key)
 
     def _record_direct(self, spec: AnalyzerSpec, params: dict[str, Any], status: Status,
@@ -192,12 +200,11 @@ class Plan:
 
     def _ready(self) -> list[Task]:
         tasks = []
-        for node in self.nodes.values():
-            if node.state != "waiting":
-                continue
+        for node in list(self._waiting.values()):
             if not all(self._settled(d) for d in node.spec.depends_on):
                 continue
             node.state = "submitted"
+            del self._waiting[node.key]
             tasks.append(Task(node.key, node.spec.name, node.params, self._upstream_for(node),
                               node.spec.timeout_s, node.depth, node.wave, node.parent))
         return tasks
@@ -222,6 +229,7 @@ class Plan:
         if node is None or node.state == "done":
             return []
         node.state = "done"
+        self._open.discard(outcome.key)
         self.outcomes[outcome.key] = outcome
         if outcome.finding is not None:
             for follow in outcome.finding.followups:
@@ -250,7 +258,7 @@ class Plan:
 
     @property
     def done(self) -> bool:
-        return self.active <= self.expanded and not self.unfinished()
+        return self.active <= self.expanded and not self._open
 
 
 def _agrees(upstream: dict[str, Any], downstream: dict[str, Any]) -> bool:

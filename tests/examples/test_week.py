@@ -100,7 +100,7 @@ def test_its_coverage_report_answers_the_three_questions(week):
         "heavy_route": (0, 8),
         "payment_provider_errors": (4, 0),
     }
-    assert report.never_applied == ("queue_backlog",)
+    assert "queue_backlog" in report.never_applied  # the pack's analyzer no alert matches
     assert [(c.category, c.entity, c.top) for c in report.causes[:3]] == [
         ("cache", "service:kv-cache", 5),
         ("abuse", "service:image-api", 4),
