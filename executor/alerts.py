@@ -136,7 +136,7 @@ def _time(value: Any, where: str, field: str) -> datetime:
         # Alertmanager sends nanoseconds; Python keeps microseconds.
         if "." in text:
             head, _, tail = text.partition(".")
-            digits = "".join(c for c in tail if c.isdigit())
+            digits = tail[:len(tail) - len(tail.lstrip("0123456789"))]  # not the zone's
             zone = tail[len(digits):]
             text = f"{head}.{digits[:6]}{zone}"
         return datetime.fromisoformat(text)

@@ -1,0 +1,336 @@
+"""Intake benchmark: how fast `casebook serve` accepts alerts, how many it investigates a second,
+and how long an alert waits for its report under a steady stream.
+
+    python benchmarks/intake.py            # a table
+    python benchmarks/intake.py --json     # one JSON object
+
+The telemetry is the kv_cache seed incident padded with unrelated metrics to 1,000,000 rows over
+a day; every alert is that incident's alert with its own fingerprint, so each one is a full
+investigation by the built-in analyzer pack. The service runs as its own process, as deployed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+KV_LABELS = {
+    "alertname": "HighRequestVolume",
+    "service": "inference-api",
+    "severity": "page",
+    "team": "inference",
+}
+INCIDENT_START = datetime(2026, 3, 14, 14, 10, tzinfo=UTC)
+NOISE_SERVICES = 60
+NOISE_METRICS = ("cpu_seconds", "memory_bytes", "open_connections", "queue_length")
+
+
+def build_store(path: Path, rows: int) -> int:
+    """The kv_cache incident plus unrelated metrics, `rows` rows in all; returns the count."""
+    from casebook.examples.seeds import kv_cache
+    from casebook.executor.ingest import ingest
+    from casebook.executor.telemetry_store import TelemetryStore
+
+    case = kv_cache.generate(path.parent / "case")
+    store = TelemetryStore.open(path, create=True)
+    ingest(sorted((case / "telemetry").glob("*.parquet")), store)
+    have = sum(store.row_counts().values())
+    series = [(f"svc-{s:02d}", f"noise_{m}") for s in range(NOISE_SERVICES) for m in NOISE_METRICS]
+    per_series = max(1, -(-(rows - have) // len(series)))  # rounded up: at least `rows`
+    day = INCIDENT_START.replace(hour=0, minute=0, tzinfo=None)
+    step_us = int(86_400e6 / per_series)
+    ticks = np.arange(per_series, dtype=np.int64) * step_us
+    rng = np.random.default_rng(7)
+    stamps = np.tile(ticks, len(series)) + np.datetime64(day, "us").astype(np.int64)
+    order = np.argsort(stamps, kind="stable")  # time-sorted, as an ingest of live data is
+    services = np.repeat([s for s, _ in series], per_series)[order]
+    names = np.repeat([n for _, n in series], per_series)[order]
+    table = pa.table(
+        {
+            "ts": pa.array(stamps[order], type=pa.int64()).cast(pa.timestamp("us")),
+            "name": pa.array(names),
+            "service": pa.array(services),
+            "value": pa.array(rng.gamma(2.0, 10.0, len(stamps))),
+            "labels": pa.array(
+                [[] for _ in range(len(stamps))], type=pa.map_(pa.string(), pa.string())
+            ),
+        }
+    )
+    store.append("metrics", table)
+    return sum(store.row_counts().values())
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Service:
+    """`casebook serve` as a subprocess with its own results and queue files."""
+
+    def __init__(self, store: Path, work: Path, ray: bool):
+        self.port = free_port()
+        self.db = work / f"results-{self.port}.duckdb"
+        self.queue = self.db.with_name(f"{self.db.stem}.queue.db")
+        command = [
+            sys.executable,
+            "-c",
+            "from casebook.executor.cli import main; main()",
+            "serve",
+            "--telemetry",
+            str(store),
+            "--db",
+            str(self.db),
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+            "--queue-size",
+            "100000",
+        ]
+        if not ray:
+            command.append("--local")
+        self.log = (work / f"serve-{self.port}.log").open("w")
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while not self._healthy():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"casebook serve did not start; see {self.log.name}")
+            time.sleep(0.2)
+
+    def _healthy(self) -> bool:
+        try:
+            return self.request("GET", "/healthz")[0] == 200
+        except OSError:
+            return False
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: object = None,
+        connection: http.client.HTTPConnection | None = None,
+    ) -> tuple[int, bytes]:
+        own = connection is None
+        connection = connection or http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        payload = json.dumps(body).encode() if body is not None else None
+        connection.request(
+            method,
+            path,
+            body=payload,
+            headers={"Content-Type": "application/json"} if payload else {},
+        )
+        answer = connection.getresponse()
+        data = answer.read()
+        if own:
+            connection.close()
+        return answer.status, data
+
+    def finished(self) -> list[tuple[float, float, str]]:
+        """(received_at, finished_at, outcome) of every finished alert, from the queue file."""
+        with sqlite3.connect(self.queue, timeout=10) as db:
+            return db.execute(
+                "select received_at, finished_at, outcome from alerts "
+                "where state in ('done', 'failed')"
+            ).fetchall()
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+def alert(index: int, tag: str) -> dict:
+    return {
+        "status": "firing",
+        "labels": {**KV_LABELS, "replica": f"{tag}-{index}"},
+        "annotations": {},
+        "startsAt": INCIDENT_START.isoformat().replace("+00:00", "Z"),
+        "endsAt": "0001-01-01T00:00:00Z",
+        "fingerprint": f"{tag}-{index:07d}",
+    }
+
+
+def webhook(alerts: list[dict]) -> dict:
+    return {
+        "version": "4",
+        "status": "firing",
+        "receiver": "casebook",
+        "groupKey": '{}:{alertname="HighRequestVolume"}',
+        "alerts": alerts,
+    }
+
+
+def burst(service: Service, alerts: int, per_request: int, tag: str, threads: int = 4) -> float:
+    """Post `alerts` alerts from several clients at once; alerts accepted per second."""
+    requests = [
+        [alert(i, tag) for i in range(start, min(start + per_request, alerts))]
+        for start in range(0, alerts, per_request)
+    ]
+    failures: list[int] = []
+
+    def client(share: list[list[dict]]) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=60)
+        for group in share:
+            status, _ = service.request("POST", "/webhook/alertmanager", webhook(group), connection)
+            if status != 202:
+                failures.append(status)
+        connection.close()
+
+    workers = [
+        threading.Thread(target=client, args=(requests[i::threads],)) for i in range(threads)
+    ]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    elapsed = time.perf_counter() - started
+    if failures:
+        raise SystemExit(f"{len(failures)} requests were refused (status {failures[0]})")
+    return alerts / elapsed
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def run(args: argparse.Namespace) -> dict:
+    with tempfile.TemporaryDirectory(prefix="casebook-intake-bench-") as folder:
+        return measure(args, Path(folder))
+
+
+def measure(args: argparse.Namespace, work: Path) -> dict:
+    store = work / "store"
+    rows = build_store(store, args.rows)
+
+    # 1. An alert storm: acceptance while the worker investigates what came first; then
+    # how many investigations a second the backlog drains at.
+    service = Service(store, work, args.ray)
+    try:
+        single = burst(service, args.burst // 4, 1, "single")
+        grouped = burst(service, args.burst, 10, "grouped")
+        window_start = time.time()
+        time.sleep(args.drain_seconds)
+        window_end = time.time()
+        drained = [r for r in service.finished() if window_start <= r[1] <= window_end]
+        sustained = len(drained) / (window_end - window_start)
+    finally:
+        service.stop()
+
+    # 2. A steady stream on a fresh service: alert-to-report latency.
+    service = Service(store, work, args.ray)
+    try:
+        sent = int(args.rate * args.duration)
+        begun = time.perf_counter()
+        connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=30)
+        for i in range(sent):
+            pause = begun + i / args.rate - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            status, _ = service.request(
+                "POST", "/webhook/alertmanager", webhook([alert(i, "steady")]), connection
+            )
+            if status != 202:
+                raise SystemExit(f"the steady stream was refused: {status}")
+        deadline = time.monotonic() + 120
+        while len(service.finished()) < sent and time.monotonic() < deadline:
+            time.sleep(0.2)
+        finished = service.finished()
+        _, listing = service.request("GET", f"/api/investigations?limit={sent + 10}")
+    finally:
+        service.stop()
+    latencies = [end - start for start, end, _ in finished]
+    investigations = json.loads(listing)["investigations"]
+    right = sum(1 for r in investigations if r["entity_name"] == "kv-cache")
+    return {
+        "benchmark": "intake",
+        "store_rows": rows,
+        "runtime": "ray" if args.ray else "local",
+        "accept": {
+            "alerts_per_s_one_per_request": round(single, 1),
+            "alerts_per_s_ten_per_request": round(grouped, 1),
+            "while_investigating": True,
+        },
+        "sustained_investigations_per_s": round(sustained, 2),
+        "steady": {
+            "rate_per_s": args.rate,
+            "alerts": sent,
+            "investigated": len(finished),
+            "stored_investigations": len(investigations),
+            "top_cause_kv_cache": right,
+            "latency_p50_s": round(percentile(latencies, 50), 3),
+            "latency_p95_s": round(percentile(latencies, 95), 3),
+            "latency_max_s": round(max(latencies), 3) if latencies else None,
+        },
+        "targets": {
+            "sustained_at_least_1_per_s": sustained >= 1.0,
+            "latency_p50_at_most_2_s": percentile(latencies, 50) <= 2.0,
+            "nothing_lost_or_duplicated": len(finished) == sent == len(investigations),
+        },
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="telemetry rows in the store")
+    parser.add_argument("--burst", type=int, default=2000, help="alerts in the storm")
+    parser.add_argument(
+        "--drain-seconds", type=float, default=30.0, help="how long to watch the backlog drain"
+    )
+    parser.add_argument("--rate", type=float, default=1.0, help="steady alerts per second")
+    parser.add_argument("--duration", type=float, default=60.0, help="steady stream seconds")
+    parser.add_argument("--ray", action="store_true", help="investigate on Ray, not in process")
+    args = parser.parse_args()
+    result = run(args)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    steady = result["steady"]
+    print(
+        f"store: {result['store_rows']:,} rows · runtime {result['runtime']} · "
+        f"{result['machine']['cpus']} CPUs"
+    )
+    print(
+        f"accepted while investigating: {result['accept']['alerts_per_s_one_per_request']:.0f}"
+        f" alerts/s one per request, {result['accept']['alerts_per_s_ten_per_request']:.0f} "
+        "alerts/s ten per request"
+    )
+    print(f"sustained: {result['sustained_investigations_per_s']:.2f} investigations/s")
+    print(
+        f"steady {steady['rate_per_s']:g}/s for {steady['alerts']} alerts: p50 "
+        f"{steady['latency_p50_s']:.2f} s, p95 {steady['latency_p95_s']:.2f} s, max "
+        f"{steady['latency_max_s']:.2f} s; {steady['investigated']} investigated, "
+        f"{steady['top_cause_kv_cache']} with kv-cache as the top cause"
+    )
+
+
+if __name__ == "__main__":
+    main()
