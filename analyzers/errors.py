@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from casebook.sdk import Entity, Finding, Severity, Telemetry, analyzer
+from casebook.sdk import Alert, Entity, Finding, Severity, Telemetry, analyzer
+from casebook.sdk.models import utc
+
+# Errors that were already flowing this long before the alert fired are an older problem more
+# often than its cause: they keep their finding but count for less.
+STALE_BEFORE_ALERT = timedelta(minutes=15)
 
 # An error's class: its exception attribute, else its message with numbers and ids masked.
 ERROR_CLASSES_SQL = """
@@ -27,7 +32,7 @@ class ErrorLogSpike(Finding):
 
 
 @analyzer(timeout_s=30, category="code")
-def error_log_spike(telemetry: Telemetry) -> ErrorLogSpike | None:
+def error_log_spike(alert: Alert, telemetry: Telemetry) -> ErrorLogSpike | None:
     """An error class (exception or message template) appeared or multiplied in the logs."""
     now = telemetry.sql(ERROR_CLASSES_SQL.format(since=""))
     before = {(r[0], r[1]): r[2] for r in
@@ -47,7 +52,7 @@ def error_log_spike(telemetry: Telemetry) -> ErrorLogSpike | None:
         title=f"{error} on {service}",
         summary=f"{service} logged {count} '{error}' errors in the window ({new} in the hour "
                 f"before), first at {first:%H:%M} UTC.",
-        severity=Severity.WARNING, confidence=0.6, category="code",
+        severity=Severity.WARNING, confidence=_confidence(alert, first), category="code",
         entities=[Entity.service(service)],
         evidence=[now.evidence(limit=10, note="error classes in the window")],
         onset=first, service=service, error=error, count=int(count),
@@ -73,7 +78,7 @@ class ErrorOrigin(Finding):
 
 
 @analyzer(timeout_s=30, category="code")
-def error_origin(telemetry: Telemetry) -> ErrorOrigin | None:
+def error_origin(alert: Alert, telemetry: Telemetry) -> ErrorOrigin | None:
     """The service and operation where failing traces start failing (errors it raised itself)."""
     if not telemetry.has_table("spans"):
         return None
@@ -89,10 +94,15 @@ def error_origin(telemetry: Telemetry) -> ErrorOrigin | None:
         title=f"Errors originate in {service} {operation}",
         summary=f"{count} failing spans were raised by {service} {operation} itself (children "
                 f"ok), against {previous} in the hour before; first at {_hm(first)} UTC.",
-        severity=Severity.WARNING, confidence=0.6, category="code",
+        severity=Severity.WARNING, confidence=_confidence(alert, first), category="code",
         entities=[Entity.service(service)], evidence=[now.evidence()], onset=first,
         service=service, operation=operation, count=int(count), baseline_count=int(previous),
     )
+
+
+def _confidence(alert: Alert, first: datetime) -> float:
+    """0.6, or 0.35 when the errors began well before the alert fired."""
+    return 0.35 if utc(first) < alert.starts_at - STALE_BEFORE_ALERT else 0.6
 
 
 def _hm(moment: datetime) -> str:

@@ -1,0 +1,257 @@
+"""Network: calls to or from a service spend longer on the wire than they used to.
+
+A call between services shows in the traces as the caller's client span with the callee's
+server span inside it. What the client waited for beyond the server's own time is the network
+(and the proxies and queues on the way): the gap. Delay on one service's network (a slow link,
+a saturated interface, injected latency) widens the gaps of most calls into and out of that
+service, while each of its peers sees only the one edge to it widen. So the service where most
+of its own edges slowed, by the most, is where the delay is.
+"""
+
+from __future__ import annotations
+
+from statistics import median
+
+from pydantic import BaseModel
+
+from casebook.analyzers.periods import naive, onset_of, with_history
+from casebook.analyzers.resources import ResourceShortage
+from casebook.sdk import (
+    Alert,
+    Entity,
+    Evidence,
+    Finding,
+    Mitigation,
+    Severity,
+    Telemetry,
+    analyzer,
+    from_finding,
+)
+
+GAPS_SQL = """
+with calls as (
+    select p.service as caller, c.service as callee,
+           p.duration_ms - c.duration_ms as gap_ms,
+           c.start_ts >= ? as after,
+           time_bucket(interval '1 minute', c.start_ts) as minute
+    from spans c join spans p on c.trace_id = p.trace_id and c.parent_span_id = p.span_id
+    where c.service <> p.service and p.duration_ms >= c.duration_ms
+), minutes as (
+    select caller, callee, minute, median(gap_ms) as gap, count(*) as n
+    from calls where not after group by all
+), usual as (
+    select caller, callee, median(gap) as usual_gap, mad(gap) as gap_spread,
+           count(*) as minutes_before
+    from minutes where n >= 3 group by all
+), later as (
+    select caller, callee, median(gap_ms) as gap_after, count(*) as calls_after
+    from calls where after group by all
+)
+select u.caller, u.callee, u.usual_gap, u.gap_spread, u.minutes_before, l.gap_after,
+       l.calls_after
+from usual u join later l on u.caller = l.caller and u.callee = l.callee
+where u.minutes_before >= 3 and l.calls_after >= 3
+order by u.caller, u.callee"""
+
+MIN_ADDED_MS = 10.0  # a gap must widen by at least this much...
+MIN_Z = 4.0  # ...and by this many robust standard deviations of its per-minute median
+MIN_SLOWED_SHARE = 0.5  # of the service's own edges
+MAX_SUSPECTS = 5
+
+
+class EdgeGap(BaseModel):
+    """One caller -> callee edge: the usual gap and the gap after the onset."""
+
+    caller: str
+    callee: str
+    usual_ms: float
+    after_ms: float
+    z: float
+    slowed: bool
+
+
+class NetworkSuspect(BaseModel):
+    service: str
+    slowed: int
+    edges: int
+    added_ms: float  # median widening over its edges
+    strength: float
+    gaps: list[EdgeGap]
+
+
+class NetworkSurvey(Finding):
+    suspects: list[str]
+    placed: list[NetworkSuspect]
+
+
+@analyzer(timeout_s=60, category="symptom", tags=("survey",))
+def network_survey(alert: Alert, telemetry: Telemetry) -> NetworkSurvey | None:
+    """Services most of whose calls (in and out) spend much longer between client and server."""
+    if not telemetry.has_table("spans"):
+        return None
+    history = with_history(telemetry, alert)
+    onset = naive(onset_of(alert))
+    result = history.sql(GAPS_SQL, [onset])
+    gaps = [_gap(*row) for row in result]
+    by_service: dict[str, list[EdgeGap]] = {}
+    for gap in gaps:
+        by_service.setdefault(gap.caller, []).append(gap)
+        by_service.setdefault(gap.callee, []).append(gap)
+    found = {name: _suspect(name, edges) for name, edges in by_service.items()}
+    suspects = {name: s for name, s in found.items() if s is not None}
+    placed = [s for s in suspects.values() if not _shadow(s, suspects)]
+    if not placed:
+        return None
+    placed.sort(key=lambda s: (-s.strength, s.service))
+    placed = placed[:MAX_SUSPECTS]
+    top = placed[0]
+    return NetworkSurvey(
+        title=f"Calls to and from {top.service} spend longer on the network",
+        summary=f"{top.slowed} of {top.service}'s {top.edges} service-to-service edges widened "
+        f"by a median {top.added_ms:.0f} ms between client and server after "
+        f"{onset:%H:%M} UTC.",
+        severity=Severity.INFO,
+        confidence=0.3,
+        category="symptom",
+        entities=[Entity.service(alert.service or top.service)],
+        evidence=[
+            result.evidence(
+                limit=0,
+                note="per edge: the usual client-server gap per "
+                "minute before the onset and the gap after",
+            )
+        ],
+        onset=onset_of(alert),
+        suspects=[s.service for s in placed],
+        placed=placed,
+    )
+
+
+class NetworkDelay(Finding):
+    service: str
+    slowed_edges: int
+    edges: int
+    added_ms: float
+
+
+@analyzer(
+    fan_out={"service": from_finding("network_survey", "suspects")},
+    timeout_s=20,
+    category="network",
+)
+def network_delay(
+    service: str, network_survey: NetworkSurvey, cpu_contention: ResourceShortage | None
+) -> NetworkDelay | None:
+    """Most calls into and out of the service got slower on the wire: its network is delayed."""
+    suspect = next((s for s in network_survey.placed if s.service == service), None)
+    if suspect is None:
+        return None
+    rank = network_survey.suspects.index(service)
+    weight = suspect.strength / (suspect.strength + 5)
+    confidence = (0.5 + 0.45 * weight) * (1.0 if rank == 0 else 0.6)
+    starved = cpu_contention is not None and cpu_contention.service == service
+    if starved:
+        # A process starved of CPU is slow to send and to read: the gaps are its CPU's doing.
+        confidence *= 0.5
+    survey_query = network_survey.evidence[0] if network_survey.evidence else Evidence()
+    evidence = Evidence(
+        query=survey_query.query,
+        params=survey_query.params,
+        columns=["caller", "callee", "usual gap ms", "gap after ms", "z", "slowed"],
+        rows=[
+            [
+                g.caller,
+                g.callee,
+                round(g.usual_ms, 2),
+                round(g.after_ms, 2),
+                round(g.z, 2),
+                g.slowed,
+            ]
+            for g in suspect.gaps
+        ],
+        note=f"client-server gaps of {service}'s edges, from the survey's query",
+    )
+    return NetworkDelay(
+        title=f"Network delay at {service}",
+        summary=f"{suspect.slowed} of {suspect.edges} edges into or out of {service} spend a "
+        f"median {suspect.added_ms:.0f} ms more between client and server since the "
+        f"onset, while the servers' own time did not grow by as much"
+        + (
+            f"; {service} is also short of CPU, which slows its network I/O too."
+            if starved
+            else "."
+        ),
+        severity=Severity.CRITICAL if rank == 0 and not starved else Severity.WARNING,
+        confidence=round(confidence, 4),
+        category="network",
+        entities=[Entity.service(service)],
+        evidence=[evidence],
+        onset=network_survey.onset,
+        mitigations=[
+            Mitigation(
+                action=f"Check {service}'s pods' network: node interface, traffic shaping rules, "
+                "a noisy neighbour on the link",
+                detail="the delay is between services, not inside them",
+                risk="low",
+            )
+        ],
+        service=service,
+        slowed_edges=suspect.slowed,
+        edges=suspect.edges,
+        added_ms=round(suspect.added_ms, 2),
+    )
+
+
+def _gap(
+    caller: str,
+    callee: str,
+    usual: float,
+    spread: float | None,
+    minutes: int,
+    after: float,
+    calls: int,
+) -> EdgeGap:
+    scale = max(1.4826 * (spread or 0.0), 0.1 * abs(usual), 1.0)
+    z = (after - usual) / scale
+    slowed = after - usual >= MIN_ADDED_MS and z >= MIN_Z
+    return EdgeGap(
+        caller=caller,
+        callee=callee,
+        usual_ms=round(usual, 3),
+        after_ms=round(after, 3),
+        z=round(z, 3),
+        slowed=slowed,
+    )
+
+
+def _shadow(suspect: NetworkSuspect, suspects: dict[str, NetworkSuspect]) -> bool:
+    """Whether all the suspect's slowed edges lead to one peer with more slowed edges: then the
+    delay is the peer's, seen from this side of the link."""
+    peers = {
+        g.callee if g.caller == suspect.service else g.caller for g in suspect.gaps if g.slowed
+    }
+    return len(peers) == 1 and any(
+        p in suspects and suspects[p].slowed > suspect.slowed for p in peers
+    )
+
+
+def _suspect(service: str, edges: list[EdgeGap]) -> NetworkSuspect | None:
+    """The service as a network suspect when most of its own edges slowed."""
+    slowed = [e for e in edges if e.slowed]
+    if not slowed or len(slowed) < MIN_SLOWED_SHARE * len(edges):
+        return None
+    added = median(e.after_ms - e.usual_ms for e in edges)
+    z = median(min(e.z, 50.0) for e in edges)
+    if added < MIN_ADDED_MS:
+        return None
+    share = len(slowed) / len(edges)
+    # One slowed edge says as much about the peer as about this service.
+    corroboration = min(len(slowed), 3) / 3
+    return NetworkSuspect(
+        service=service,
+        slowed=len(slowed),
+        edges=len(edges),
+        added_ms=round(added, 3),
+        strength=round(share * corroboration * z, 4),
+        gaps=edges,
+    )

@@ -1,0 +1,168 @@
+"""Resources: a service's pods ran short of CPU or memory (contention, a hog, a leak).
+
+Read from the per-pod (or per-service) utilization metrics: a metric whose name says CPU or
+memory, preferring one that is a share of a limit (`..._percent`, `..._ratio`,
+`..._utilization`) because then "nearly full" means something. Node-level metrics are left out:
+they describe the machine, not the service.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from casebook.analyzers.periods import METRIC_LEAD, naive, onset_of
+from casebook.sdk import (
+    Alert,
+    Entity,
+    Finding,
+    Mitigation,
+    QueryResult,
+    Severity,
+    Telemetry,
+    analyzer,
+)
+
+SHARE = re.compile(r"(percent|ratio|utili[sz]ation|usage_rate)", re.IGNORECASE)
+MACHINE = re.compile(r"^(node|host|machine)_", re.IGNORECASE)
+
+PODS_SQL = """
+select service, coalesce(labels['pod'], labels['instance'], service) as pod, name,
+       quantile_cont(value, 0.5) filter (where ts < ?) as usual,
+       quantile_cont(value, 0.9) filter (where ts < ?) as usual_high,
+       count(*) filter (where ts < ?) as samples_before,
+       max(value) filter (where ts >= ?) as peak,
+       arg_max(ts, value) filter (where ts >= ?) as peak_at,
+       quantile_cont(value, 0.5) filter (where ts >= ?) as level_after
+from metrics where name in ({names})
+group by all"""
+METRIC_NAMES_SQL = "select distinct name from metrics order by name"
+
+MIN_SAMPLES = 5
+MIN_RATIO = 3.0  # the peak must be this many times the usual high (90th percentile)
+
+
+def resource_metrics(telemetry: Telemetry, kind: str) -> list[str]:
+    """The utilization metrics of one kind (`cpu`, `memory`), shares of a limit first."""
+    if not telemetry.has_table("metrics"):
+        return []
+    pattern = re.compile(r"cpu" if kind == "cpu" else r"mem", re.IGNORECASE)
+    names = [r[0] for r in telemetry.shared(METRIC_NAMES_SQL)]
+    found = [n for n in names if pattern.search(n) and not MACHINE.search(n)]
+    shares = [n for n in found if SHARE.search(n)]
+    return shares or found
+
+
+def cpu_services(telemetry: Telemetry) -> list[str]:
+    """Services that report a CPU utilization metric."""
+    return _services(telemetry, "cpu")
+
+
+def memory_services(telemetry: Telemetry) -> list[str]:
+    """Services that report a memory utilization metric."""
+    return _services(telemetry, "memory")
+
+
+def _services(telemetry: Telemetry, kind: str) -> list[str]:
+    names = resource_metrics(telemetry, kind)
+    if not names:
+        return []
+    marks = ", ".join("?" for _ in names)
+    rows = telemetry.shared(
+        f"select distinct service from metrics where name in ({marks}) order by service", names
+    )
+    return [r[0] for r in rows]
+
+
+class ResourceShortage(Finding):
+    service: str
+    pod: str
+    metric: str
+    usual: float
+    peak: float
+    ratio: float
+
+
+@analyzer(fan_out={"service": cpu_services}, timeout_s=20, category="resource")
+def cpu_contention(alert: Alert, telemetry: Telemetry, service: str) -> ResourceShortage | None:
+    """A pod of the service used far more CPU than usual after the onset, up to its limit."""
+    return _shortage(alert, telemetry, service, "cpu")
+
+
+@analyzer(fan_out={"service": memory_services}, timeout_s=20, category="resource")
+def memory_pressure(alert: Alert, telemetry: Telemetry, service: str) -> ResourceShortage | None:
+    """A pod of the service filled its memory after the onset (a leak or a hog)."""
+    return _shortage(alert, telemetry, service, "memory")
+
+
+def _shortage(
+    alert: Alert, telemetry: Telemetry, service: str, kind: str
+) -> ResourceShortage | None:
+    names = resource_metrics(telemetry, kind)
+    if not names:
+        return None
+    onset = naive(onset_of(alert))
+    after = onset - METRIC_LEAD
+    query = PODS_SQL.format(names=", ".join("?" for _ in names))
+    result = telemetry.shared(query, [onset, onset, onset, after, after, onset, *names])
+    mine = [r for r in result.rows if r[0] == service]
+    rows = [dict(zip(result.columns, r, strict=True)) for r in mine]
+    judged = [j for j in (_judge(r) for r in rows) if j is not None]
+    if not judged:
+        return None
+    _, row = max(judged, key=lambda j: j[0])
+    share = SHARE.search(row["name"]) is not None
+    full = _fullness(row["peak"], row["name"]) if share else None
+    ratio = row["peak"] / max(row["usual_high"], 1e-9)
+    confidence = 0.5 + 0.45 * (full if full is not None else min(ratio / 20, 1.0))
+    severity = Severity.CRITICAL if confidence >= 0.85 else Severity.WARNING
+    level = f"{row['peak']:.4g}" + (f" ({full:.0%} of its limit)" if full is not None else "")
+    what = "CPU" if kind == "cpu" else "memory"
+    evidence = QueryResult(result.query, result.params, result.columns, mine).evidence(
+        note=f"{what} of {service}'s pods before and after the onset"
+    )
+    return ResourceShortage(
+        title=f"{service} short of {what} ({row['pod']})",
+        summary=f"{row['name']} of {row['pod']} rose from a usual {row['usual']:.4g} to "
+        f"{level} after {onset:%H:%M} UTC, {ratio:.0f}x its usual high.",
+        severity=severity,
+        confidence=round(confidence, 4),
+        category="resource",
+        entities=[Entity.service(service), Entity(kind="pod", name=row["pod"])],
+        evidence=[evidence],
+        onset=row["peak_at"],
+        mitigations=[
+            Mitigation(
+                action=f"Find what else runs on {row['pod']}'s node or in the pod and uses "
+                f"{what}; move or limit it, or give {service} more",
+                detail="contention from a neighbour, a runaway thread or too small a limit",
+                risk="low",
+            )
+        ],
+        service=service,
+        pod=row["pod"],
+        metric=row["name"],
+        usual=round(row["usual"], 6),
+        peak=round(row["peak"], 6),
+        ratio=round(ratio, 3),
+    )
+
+
+def _judge(row: dict[str, Any]) -> tuple[float, dict[str, Any]] | None:
+    """(strength, row) when the pod's peak is far above its usual range, else None."""
+    if (row["samples_before"] or 0) < MIN_SAMPLES or row["peak"] is None:
+        return None
+    high = max(row["usual_high"] or 0.0, 1e-9)
+    ratio = row["peak"] / high
+    if ratio < MIN_RATIO:
+        return None
+    full = _fullness(row["peak"], row["name"]) if SHARE.search(row["name"]) else None
+    if full is not None and full < 0.5:
+        return None  # a share of a limit that stayed under half is busy, not short
+    return (full if full is not None else 0.5) * ratio, row
+
+
+def _fullness(value: float, name: str) -> float:
+    """How full a share-of-limit value is, 0 to 1 (percent metrics are out of 100)."""
+    scale = 100.0 if re.search(r"percent", name, re.IGNORECASE) else 1.0
+    return max(0.0, min(value / scale, 1.0))

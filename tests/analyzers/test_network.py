@@ -1,0 +1,102 @@
+"""Network: delay on one service's link widens the client-server gaps of its own edges; its
+peers, which see only the edge to it, are not blamed."""
+
+from datetime import timedelta
+
+import pytest
+
+from casebook.analyzers.network import network_delay, network_survey
+from casebook.analyzers.resources import ResourceShortage
+from casebook.sdk.testing import DEFAULT_START, TinyStore, make_alert, run
+
+ONSET = DEFAULT_START
+
+
+def traffic(delay_ms: float = 100.0) -> TinyStore:
+    """web -> api -> db and web -> auth, 8 minutes before the onset and 4 after; from the
+    onset every packet to or from api waits `delay_ms` more."""
+    spans = []
+    for minute in range(-8, 4):
+        for i in range(4):
+            ts = ONSET + timedelta(minutes=minute, seconds=10 * i + 1)
+            trace = f"t{minute + 100}{i}"
+            extra = delay_ms if minute >= 0 else 0.0
+            wire = 2.0 + 0.1 * (i % 2)
+            rows = [
+                ("a", "", "web", "GET /", 400.0),
+                ("b", "a", "web", "HTTP GET", 150.0 + 20.0 + wire * 2 + extra * 2),
+                ("c", "b", "api", "GET /items", 150.0 + 20.0 + wire + extra),
+                ("d", "c", "api", "HTTP GET", 20.0 + wire + extra),
+                ("e", "d", "db", "SELECT items", 20.0),
+                ("f", "a", "web", "HTTP POST", 30.0 + wire),
+                ("g", "f", "auth", "POST /check", 30.0),
+            ]
+            for span, parent, service, name, duration in rows:
+                spans.append(
+                    {
+                        "trace_id": trace,
+                        "span_id": span,
+                        "parent_span_id": parent,
+                        "service": service,
+                        "name": name,
+                        "start_ts": ts,
+                        "duration_ms": duration,
+                        "status": "ok",
+                    }
+                )
+    return TinyStore().add("spans", spans)
+
+
+def alert():
+    return make_alert("FrontendSlow", service="web", starts_at=ONSET)
+
+
+def test_the_delayed_service_is_the_one_whose_edges_all_slowed():
+    survey = run(network_survey, alert=alert(), store=traffic()).finding
+    # web saw one edge of two slow down, db its only edge: both lead to api, which has more.
+    assert survey.suspects == ["api"]
+    api = survey.placed[0]
+    assert (api.slowed, api.edges, api.added_ms) == (2, 2, 100.0)
+    assert survey.title == "Calls to and from api spend longer on the network"
+
+
+def test_the_judge_names_the_delay_and_a_starved_cpu_lowers_it():
+    store = traffic()
+    survey = run(network_survey, alert=alert(), store=store).finding
+    finding = run(
+        network_delay,
+        alert=alert(),
+        store=store,
+        params={"service": "api"},
+        upstream={"network_survey": survey, "cpu_contention": None},
+    ).finding
+    assert finding.category == "network" and finding.severity == "critical"
+    assert finding.summary == (
+        "2 of 2 edges into or out of api spend a median 100 ms more between client and server "
+        "since the onset, while the servers' own time did not grow by as much."
+    )
+    starved = ResourceShortage(
+        title="api short of CPU",
+        summary="",
+        service="api",
+        pod="api-1",
+        metric="cpu_usage_rate_percent",
+        usual=1.0,
+        peak=99.0,
+        ratio=90.0,
+    )
+    lowered = run(
+        network_delay,
+        alert=alert(),
+        store=store,
+        params={"service": "api"},
+        upstream={"network_survey": survey, "cpu_contention": starved},
+    ).finding
+    assert lowered.severity == "warning"
+    assert lowered.confidence == pytest.approx(finding.confidence * 0.5, abs=1e-3)
+    assert lowered.summary.endswith("; api is also short of CPU, which slows its network I/O too.")
+
+
+def test_small_or_no_widening_is_not_a_delay():
+    assert run(network_survey, alert=alert(), store=traffic(delay_ms=0.0)).finding is None
+    assert run(network_survey, alert=alert(), store=traffic(delay_ms=3.0)).finding is None
