@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from casebook.executor.observability import trace_investigation
 from casebook.executor.planner import Limits, Plan
 from casebook.executor.ranking import rank_causes
 from casebook.executor.record import FindingRecord, InvestigationRecord, InvocationRecord
@@ -66,8 +67,12 @@ def run_investigation(
     context = RunContext(record.id, alert, window, registry, source, store_path, list(packs or []))
     deadline = time.monotonic() + limits.deadline_s
     runtime.start(context)
+    trace = trace_investigation(record, runtime)  # None unless OpenTelemetry export is on
     try:
-        runtime.submit(plan.start())
+        ready = plan.start()
+        runtime.submit(ready)
+        if trace is not None:
+            trace.submitted(ready)
         finished = sum(1 for n in plan.nodes.values() if n.state == "done")
         while not plan.done:
             remaining = deadline - time.monotonic()
@@ -77,7 +82,11 @@ def run_investigation(
             if not outcomes and runtime.pending() == 0 and not plan.done:
                 break  # nothing running and nothing ready: a dependency that can never settle
             for outcome in outcomes:
-                runtime.submit(plan.complete(outcome))
+                ready = plan.complete(outcome)
+                runtime.submit(ready)
+                if trace is not None:
+                    trace.finished(outcome, plan.nodes.get(outcome.key))
+                    trace.submitted(ready)
                 finished += 1
                 if progress is not None:
                     progress(finished, len(plan.nodes), outcome)
@@ -103,6 +112,8 @@ def run_investigation(
     _fill(record, plan)
     record.status = "partial" if timed_out or plan.dropped else "done"
     record.finished_at = datetime.now(UTC)
+    if trace is not None:
+        trace.close(record)
     return record
 
 

@@ -27,6 +27,9 @@ class QueryResult:
     params: list[Any]
     columns: list[str]
     rows: list[tuple[Any, ...]]
+    _indexes: dict[str, dict[Any, dict[str, Any]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -54,9 +57,17 @@ class QueryResult:
         return self.rows[0][0] if self.rows and self.rows[0] else None
 
     def by(self, key: str) -> dict[Any, dict[str, Any]]:
-        """Rows keyed by one column (the last row wins for a repeated key)."""
-        index = self.columns.index(key)
-        return {row[index]: dict(zip(self.columns, row, strict=True)) for row in self.rows}
+        """Rows keyed by one column (the last row wins for a repeated key).
+
+        The index is built once per result and key: a shared result answers every fan-out
+        invocation from it, so treat it as read-only.
+        """
+        cached = self._indexes.get(key)
+        if cached is None:
+            index = self.columns.index(key)
+            cached = {row[index]: dict(zip(self.columns, row, strict=True)) for row in self.rows}
+            self._indexes[key] = cached
+        return cached
 
     def evidence(self, limit: int = 20, note: str = "") -> Evidence:
         """This result as finding evidence: the query, its parameters and a bounded sample."""

@@ -1,0 +1,124 @@
+"""Connecting to Ray, and the pool of long-lived worker actors that outlives investigations."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+from typing import Any
+
+from casebook.executor.errors import UserError
+from casebook.executor.ray_batches import Slot
+
+READY_TIMEOUT_S = 120.0
+
+
+class WorkerPool:
+    """One worker actor per CPU (or `workers`), started once and replaced when one is lost."""
+
+    def __init__(
+        self, address: str | None, workers: int | None, duckdb_threads: int | None
+    ) -> None:
+        self.address = address
+        self.workers = workers
+        self.duckdb_threads = duckdb_threads
+        self.slots: list[Slot] = []
+        self.replaced = 0
+        self.started_ray = False
+        self._threads = 1
+        self._ray: Any = None
+
+    @property
+    def ray(self) -> Any:
+        """The `ray` module, connected (a local Ray starts when none is running)."""
+        if self._ray is None:
+            import ray
+
+            if not ray.is_initialized():
+                options: dict[str, Any] = {
+                    "include_dashboard": False,
+                    "log_to_driver": False,
+                    "logging_level": logging.WARNING,
+                }
+                if self.address:
+                    ray.init(address=self.address, **options)
+                else:
+                    ray.init(num_cpus=self.workers or os.cpu_count(), **options)
+                self.started_ray = True
+            freeze_loaded_objects()
+            self._ray = ray
+        return self._ray
+
+    def warm(self) -> list[Slot]:
+        """Start the workers (once) and wait until at least one is up."""
+        if self.slots:
+            return self.slots
+        ray = self.ray
+        count = self.workers or max(1, int(ray.cluster_resources().get("CPU", os.cpu_count())))
+        self._threads = self.duckdb_threads or max(1, (os.cpu_count() or 1) // count)
+        self.slots = [Slot(i, *self._new_actor()) for i in range(count)]
+        ready, _ = ray.wait([s.ready for s in self.slots], num_returns=1, timeout=READY_TIMEOUT_S)
+        if ready:
+            try:
+                ray.get(ready[0])
+            except ray.exceptions.RayError as exc:
+                reason = str(exc).strip().splitlines()[-1]
+                raise UserError(
+                    f"casebook's workers could not start on Ray ({reason}); every node of the "
+                    "cluster needs casebook installed, in the same version"
+                ) from None
+        else:
+            where = f"the Ray cluster at {self.address}" if self.address else "local Ray"
+            raise UserError(
+                f"no casebook worker started on {where} within {READY_TIMEOUT_S:g} s: it has "
+                f"no free CPU for the {count} workers (one CPU each); free some, pass fewer "
+                "workers, or run in this process with --local"
+            )
+        return self.slots
+
+    def _new_actor(self) -> tuple[Any, Any]:
+        from casebook.executor.ray_worker import InvestigationWorker
+
+        # Locally the pool is sized to the machine, so it claims no CPU from Ray's accounting
+        # (a claim could leave a replacement waiting for the CPU of the worker it replaces).
+        options: dict[str, Any] = {"num_cpus": 1 if self.address else 0}
+        if self.address:
+            options["scheduling_strategy"] = "SPREAD"
+        actor = InvestigationWorker.options(**options).remote(self._threads)
+        return actor, actor.ready.remote()
+
+    def replace(self, slot: Slot) -> None:
+        """Kill the slot's worker (whatever it is doing) and start a fresh one in its place."""
+        self.ray.kill(slot.actor, no_restart=True)
+        slot.forget()
+        slot.actor, slot.ready = self._new_actor()
+        self.replaced += 1
+
+    def pids(self) -> list[int]:
+        """Process ids of the workers that are up."""
+        for slot in self.slots:
+            if slot.pid is None and self.ray.wait([slot.ready], timeout=0)[0]:
+                slot.pid = self.ray.get(slot.ready)
+        return [s.pid for s in self.slots if s.pid is not None]
+
+    def shutdown(self) -> None:
+        """Stop the workers, and Ray itself when this pool started it."""
+        if self._ray is None:
+            return
+        for slot in self.slots:
+            self._ray.kill(slot.actor, no_restart=True)
+        self.slots = []
+        if self.started_ray:
+            self._ray.shutdown()
+            self.started_ray = False
+        self._ray = None
+
+
+def freeze_loaded_objects() -> None:
+    """Leave the objects loaded so far out of later garbage collections.
+
+    Ray's modules bring hundreds of thousands; every full collection would scan them all and
+    stall the investigation loop (a third of its time with 10,000 invocations).
+    """
+    gc.collect()
+    gc.freeze()
