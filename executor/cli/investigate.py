@@ -41,6 +41,9 @@ def investigate(
     ray_address: RayOption = None,
     lookback: Annotated[float | None, typer.Option(help="Minutes of history before the alert.")] = None,
     deadline: Annotated[float, typer.Option(help="Seconds after which the report is made from what finished.")] = 600.0,
+    otel: Annotated[str | None, typer.Option(
+        "--otel", envvar="CASEBOOK_OTEL",
+        help="Export spans and metrics: console, otlp, or a file `casebook ingest` reads.")] = None,
 ) -> None:
     """Investigate an alert: run every analyzer that applies, rank the findings into causes."""
     import json
@@ -57,6 +60,10 @@ def investigate(
         from casebook.executor.progress import progress_display
         from casebook.executor.results import ResultsStore
 
+        if otel:
+            from casebook.executor.observability import configure
+
+            configure(otel)
         alerts = load_alerts(alert_file)
         registry = build_registry(pack or [])
         console = Console(stderr=as_json)

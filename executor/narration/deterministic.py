@@ -125,9 +125,13 @@ def _next_steps(
     record: InvestigationRecord, causes: list[CauseRecord], by_id: dict[str, FindingRecord]
 ) -> list[SentenceRecord]:
     ordered = [by_id[fid] for c in causes for fid in c.finding_ids if fid in by_id]
+    # What a cause explains is a symptom: its remedies (scale out the surge) are not next steps.
+    explained = {fid for f in record.findings for fid in f.explains}
     steps: list[SentenceRecord] = []
     seen: set[str] = set()
     for finding in _unique([*ordered, *record.findings]):
+        if finding.id in explained:
+            continue
         for mitigation in finding.mitigations:
             text = _as_sentence(mitigation.action)
             if text.lower() in seen or len(steps) >= MAX_NEXT_STEPS:

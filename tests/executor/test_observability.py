@@ -9,12 +9,13 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from casebook.analyzers.selfwatch import failing_analyzer
 from casebook.executor import observability
 from casebook.executor.ingest import ingest
 from casebook.executor.investigation import run_investigation
 from casebook.executor.local_runtime import LocalRuntime
 from casebook.executor.telemetry_store import TelemetryStore
-from casebook.sdk import Entity, Finding, Severity, Telemetry, analyzer
+from casebook.sdk import Entity, Finding, Telemetry, analyzer
 from casebook.sdk.analyzer import spec_of
 from casebook.sdk.registry import Registry
 from casebook.sdk.testing import DEFAULT_START, TinyStore, make_alert
@@ -49,34 +50,6 @@ def broken_check(telemetry: Telemetry) -> Found | None:
 
 
 REGISTRY = Registry([spec_of(service_errors), spec_of(broken_check)]).checked()
-
-
-class FailingAnalyzer(Finding):
-    analyzer: str
-    failures: int
-
-
-@analyzer(match={"alertname": "CasebookAnalyzerErrors"})
-def failing_analyzers(telemetry: Telemetry) -> FailingAnalyzer | None:
-    """The analyzer whose invocations failed most often, from casebook's own spans."""
-    worst = telemetry.sql(
-        "select name, count(*) as failures from spans where service = 'casebook' "
-        "and status = 'error' and attributes['casebook.analyzer'] is not null "
-        "group by name order by failures desc, name limit 1"
-    )
-    if not worst:
-        return None
-    name, failures = worst.rows[0]
-    return FailingAnalyzer(
-        title=f"analyzer {name} failed {failures} times",
-        summary=f"{name} failed {failures} times in the window",
-        severity=Severity.WARNING,
-        category="code",
-        entities=[Entity(kind="analyzer", name=name)],
-        analyzer=name,
-        failures=failures,
-        evidence=[worst.evidence()],
-    )
 
 
 @pytest.fixture(autouse=True)
@@ -166,7 +139,7 @@ def test_spans_and_metrics_go_to_a_file_casebook_ingests_and_an_analyzer_reads(t
     assert tables == {"spans", "metrics"}
     own = run_investigation(
         make_alert("CasebookAnalyzerErrors", starts_at=record.created_at),
-        registry=Registry([spec_of(failing_analyzers)]).checked(),
+        registry=Registry([spec_of(failing_analyzer)]).checked(),
         source=store.source(),
         runtime=LocalRuntime(),
     )
