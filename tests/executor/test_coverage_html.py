@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import json
-import shutil
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from test_coverage import REGISTRY, WEEK, hand_store
 
+sys.path.insert(0, str(Path(__file__).parents[1] / "fakes"))
+from browser import needs_chromium, run_chromium  # noqa: E402
+
 from casebook.executor.coverage.html import render_html
 from casebook.executor.coverage.report import build_report
 from casebook.executor.results import ResultsStore
 
-CHROMIUM = next(
-    (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
-)
 WIDTH = 1280
 SECTIONS = [
     "glance",
@@ -44,32 +44,11 @@ const pre = document.createElement('pre'); pre.id = 'probe';
 pre.textContent = JSON.stringify(out); document.body.appendChild(pre);
 </script>"""
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        CHROMIUM is None,
-        reason="chromium is not installed: `apt-get install -y "
-        "chromium` (or `make system-deps`) to run it",
-    ),
-]
+pytestmark = needs_chromium
 
 
 def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--hide-scrollbars",
-        f"--window-size={WIDTH},2600",
-    ]
-    return subprocess.run(
-        [CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=90, check=True
-    )
+    return run_chromium(tmp_path / "profile", *args, width=WIDTH, height=2600)
 
 
 @pytest.fixture(scope="module")

@@ -1,23 +1,20 @@
 """The investigation page in headless Chromium: its screenshot shows the sections in order."""
 
-import shutil
 import struct
-import subprocess
 import sys
 import zlib
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "fakes"))
 
+from browser import needs_chromium, run_chromium  # noqa: E402
 from investigation_records import investigation  # noqa: E402
 
 from casebook.executor.narration import narrate_deterministic  # noqa: E402
 from casebook.executor.reports.html import render_html  # noqa: E402
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # Colours the stylesheet gives each landmark (RGB).
 BANNER_AMBER = (245, 158, 11)
 CHART_BLUE = (37, 99, 235)
@@ -25,35 +22,11 @@ SCORE_ORANGE = (249, 115, 22)
 CITE_CHIP = (224, 231, 255)
 QUERY_DARK = (15, 23, 42)
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        CHROMIUM is None,
-        reason="chromium is not installed (apt-get install -y chromium; `make test` installs it)",
-    ),
-]
+pytestmark = needs_chromium
 
 
 def screenshot(page: Path, out: Path, profile: Path) -> np.ndarray:
-    subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            f"--user-data-dir={profile}",
-            f"--screenshot={out}",
-            "--window-size=1280,2000",
-            page.as_uri(),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    run_chromium(profile, f"--screenshot={out}", page.as_uri())
     return read_png(out)
 
 
