@@ -17,15 +17,15 @@ app = typer.Typer(
 
 # Each module defines `register(app)`; importing one must stay cheap (no Ray, LLM or web code).
 COMMAND_MODULES = (
-    "analyzers",
-    "ingest",
     "investigate",
-    "demo",
-    "backtest",
-    "datasets",
+    "ingest",
     "serve",
     "coverage",
     "feedback",
+    "backtest",
+    "datasets",
+    "demo",
+    "analyzers",
 )
 
 for _name in COMMAND_MODULES:
