@@ -43,6 +43,11 @@ class WorkerPool:
                 if self.address:
                     ray.init(address=self.address, **options)
                 else:
+                    # A local cluster started here keeps Ray's token authentication on; its
+                    # note saying so would greet every command, so it is kept off the terminal.
+                    logging.getLogger(
+                        "ray._private.authentication.authentication_token_setup"
+                    ).setLevel(logging.ERROR)
                     ray.init(num_cpus=self.workers or os.cpu_count(), **options)
                 self.started_ray = True
             freeze_loaded_objects()
