@@ -121,6 +121,22 @@ def _duck_type(value: Any) -> str:
     return "VARCHAR"
 
 
+def span(trace_id: str, span_id: str, parent_span_id: str, service: str, name: str,
+         start_ts: datetime, duration_ms: float, status: str = "ok",
+         **attributes: str) -> dict[str, Any]:
+    """One `spans` row: `span("t1", "b", "a", "api", "GET /items", ts, 20.0)`."""
+    return {"trace_id": trace_id, "span_id": span_id, "parent_span_id": parent_span_id,
+            "service": service, "name": name, "start_ts": start_ts, "duration_ms": duration_ms,
+            "status": status, "attributes": attributes}
+
+
+def log(ts: datetime, service: str, level: str, message: str, trace_id: str | None = None,
+        span_id: str | None = None, **attributes: str) -> dict[str, Any]:
+    """One `logs` row: `log(ts, "api", "error", "boom", account="a1")`."""
+    return {"ts": ts, "service": service, "level": level, "message": message,
+            "trace_id": trace_id, "span_id": span_id, "attributes": attributes}
+
+
 def default_window(alert: Alert, before: timedelta = timedelta(minutes=60),
                    after: timedelta = timedelta(minutes=15)) -> TimeWindow:
     """The investigation window the executor uses by default around an alert."""

@@ -7,7 +7,7 @@ from casebook.analyzers.codepaths import code_path_change, code_path_survey
 from casebook.executor.investigation import run_investigation
 from casebook.executor.local_runtime import LocalRuntime
 from casebook.sdk.registry import Registry
-from casebook.sdk.testing import DEFAULT_START, TinyStore, make_alert, run
+from casebook.sdk.testing import DEFAULT_START, TinyStore, log, make_alert, run, span
 
 ONSET = DEFAULT_START
 CALLS_PER_MINUTE = 4
@@ -31,36 +31,16 @@ def shop(broken: bool = True) -> TinyStore:
                 ("c", "b", "checkout", "HTTP POST"),
                 ("d", "c", "payments", "Pay.charge"),
             ]
-            for span, parent, service, name in rows:
-                spans.append(
-                    {
-                        "trace_id": trace,
-                        "span_id": span,
-                        "parent_span_id": parent,
-                        "service": service,
-                        "name": name,
-                        "start_ts": ts,
-                        "duration_ms": 20.0,
-                        "status": "ok",
-                    }
-                )
+            for span_id, parent, service, name in rows:
+                spans.append(span(trace, span_id, parent, service, name, ts, 20.0))
             lines = [("d", "payments", "info", "p.Pay#40 charging card 4242")]
             if not failing:
                 lines.append(("d", "payments", "info", f"p.Pay#44 charge accepted id={i}"))
             elif i < 3:
                 lines.append(("d", "payments", "error", "p.Pay#50 charge failed: bad gateway"))
                 lines.append(("b", "checkout", "error", "c.Checkout#20 payment failed"))
-            for span, service, level, message in lines:
-                logs.append(
-                    {
-                        "ts": ts,
-                        "service": service,
-                        "level": level,
-                        "message": message,
-                        "trace_id": trace,
-                        "span_id": span,
-                    }
-                )
+            for span_id, service, level, message in lines:
+                logs.append(log(ts, service, level, message, trace, span_id))
     return TinyStore().add("spans", spans).add("logs", logs)
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from casebook.analyzers.network import network_delay, network_survey
 from casebook.analyzers.resources import ResourceShortage
-from casebook.sdk.testing import DEFAULT_START, TinyStore, make_alert, run
+from casebook.sdk.testing import DEFAULT_START, TinyStore, make_alert, run, span
 
 ONSET = DEFAULT_START
 
@@ -31,19 +31,8 @@ def traffic(delay_ms: float = 100.0) -> TinyStore:
                 ("f", "a", "web", "HTTP POST", 30.0 + wire),
                 ("g", "f", "auth", "POST /check", 30.0),
             ]
-            for span, parent, service, name, duration in rows:
-                spans.append(
-                    {
-                        "trace_id": trace,
-                        "span_id": span,
-                        "parent_span_id": parent,
-                        "service": service,
-                        "name": name,
-                        "start_ts": ts,
-                        "duration_ms": duration,
-                        "status": "ok",
-                    }
-                )
+            for span_id, parent, service, name, duration in rows:
+                spans.append(span(trace, span_id, parent, service, name, ts, duration))
     return TinyStore().add("spans", spans)
 
 
