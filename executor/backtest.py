@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from casebook.executor.datasets.casedir import CASE_FILES
 from casebook.executor.errors import UserError
 from casebook.executor.record import CauseRecord, InvestigationRecord
-
-CASE_FILES = ("alert.json", "expected.json")
+from casebook.sdk.drilldown import parse_slice
 
 
 @dataclass
@@ -71,11 +71,8 @@ def matches(cause: dict[str, Any] | CauseRecord, expected: dict[str, Any]) -> bo
 
 
 def _slice(name: str) -> frozenset[tuple[str, str]]:
-    pairs = []
-    for part in filter(None, str(name).split("&")):
-        dim, _, value = part.partition("=")
-        pairs.append((dim.strip(), value.strip()))
-    return frozenset(pairs)
+    """A slice as its set of (dimension, value) pairs: matching ignores their order."""
+    return frozenset(parse_slice(str(name)).items())
 
 
 def score_case(case: Path, record: InvestigationRecord, expected: list[dict[str, Any]],

@@ -15,9 +15,10 @@ import numpy as np
 
 from casebook.examples.seeds import inference
 from casebook.examples.seeds.casefile import write_case
+from casebook.executor.datasets.casedir import Cause
 
 ONSET = datetime(2026, 4, 2, 9, 0, tzinfo=UTC)
-EXPECTED = [{"entity": {"kind": "service", "name": "inference-api"}, "category": "capacity"}]
+EXPECTED = [Cause("service", "inference-api", "capacity")]
 
 
 def cache_hit(minute: float) -> float:

@@ -15,9 +15,10 @@ import numpy as np
 
 from casebook.examples.seeds import inference
 from casebook.examples.seeds.casefile import write_case
+from casebook.executor.datasets.casedir import Cause
 
 ONSET = datetime(2026, 3, 14, 14, 2, tzinfo=UTC)
-EXPECTED = [{"entity": {"kind": "service", "name": "kv-cache"}, "category": "cache"}]
+EXPECTED = [Cause("service", "kv-cache", "cache")]
 
 
 def cache_hit(minute: float) -> float:

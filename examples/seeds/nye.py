@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from casebook.examples.seeds.casefile import write_case
+from casebook.executor.datasets.casedir import Cause
 from casebook.sdk.models import Alert
 
 ONSET = datetime(2025, 12, 31, 23, 30, tzinfo=UTC)
@@ -24,7 +25,7 @@ START = ONSET - timedelta(minutes=150)
 END = ONSET + timedelta(minutes=20)
 COHORT_CREATED = datetime(2025, 12, 20, 3, 11, tzinfo=UTC)
 BURSTS = (ONSET, ONSET + timedelta(minutes=6), ONSET + timedelta(minutes=12))
-EXPECTED = [{"entity": {"kind": "service", "name": "image-api"}, "category": "abuse"}]
+EXPECTED = [Cause("service", "image-api", "abuse")]
 BOMB = ("Unhandled exception in resize_image: DecompressionBombError: Image size ({pixels} "
         "pixels) exceeds limit of 89478485 pixels, could be decompression bomb DOS attack.")
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +14,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from casebook.executor.errors import UserError
+from casebook.sdk.drilldown import slice_name
 from casebook.sdk.models import Alert
 from casebook.sdk.schema import CORE_TABLES, MAP
 
 CASE_FILES = ("alert.json", "expected.json")
+__all__ = ["CASE_FILES", "Case", "Cause", "rows_table", "slice_name", "write_case"]
 ARROW_TYPES = {
     "TIMESTAMP": pa.timestamp("us"),
     "VARCHAR": pa.string(),
@@ -32,6 +36,28 @@ def core_schema(table: str) -> pa.Schema:
     """The Arrow schema of a core table, from sdk/schema.py (timestamps naive UTC)."""
     spec = CORE_TABLES[table]
     return pa.schema([pa.field(c.name, ARROW_TYPES[c.type]) for c in spec.columns])
+
+
+def rows_table(table: str, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """Rows (dicts) as Arrow: core tables get the schema's columns, maps from dicts, and every
+    timestamp is naive UTC like the store's."""
+    if table not in CORE_TABLES:
+        return pa.Table.from_pylist([{k: _naive(v) for k, v in r.items()} for r in rows])
+    spec = CORE_TABLES[table]
+    columns = {}
+    for column in spec.columns:
+        values = [r.get(column.name) for r in rows]
+        if column.type == MAP:
+            values = [sorted((str(k), str(v)) for k, v in (m or {}).items()) for m in values]
+        columns[column.name] = pa.array([_naive(v) for v in values],
+                                        type=ARROW_TYPES[column.type])
+    return pa.Table.from_pydict(columns, schema=core_schema(table))
+
+
+def _naive(value: Any) -> Any:
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    return value
 
 
 def conformed(table: str, data: pa.Table) -> pa.Table:
@@ -97,11 +123,6 @@ def write_case(out: Path, case: Case) -> Path:
 
 def _write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def slice_name(dimensions: dict[str, Any]) -> str:
-    """A dimension slice as sorted `dim=value` pairs joined by `&`: `bitrate=2000&p2p=1`."""
-    return "&".join(f"{dim}={dimensions[dim]}" for dim in sorted(dimensions))
 
 
 def snake_case(text: str) -> str:
