@@ -41,6 +41,12 @@ class LocalRuntime:
             return []
         return [self._run(self._queue.popleft())]
 
+    def warm(self) -> None:
+        """Nothing to start in-process."""
+
+    def shutdown(self) -> None:
+        self.stop()
+
     def stop(self) -> None:
         self._queue.clear()
         self._context = None

@@ -31,14 +31,8 @@ def make_runtime(local: bool, ray_address: str | None = None, workers: int | Non
         from casebook.executor.local_runtime import LocalRuntime
 
         return LocalRuntime()
-    try:
-        from casebook.executor.ray_runtime import RayRuntime
-    except ModuleNotFoundError as exc:
-        if exc.name != "casebook.executor.ray_runtime":
-            raise
-        from casebook.executor.local_runtime import LocalRuntime
+    from casebook.executor.ray_runtime import RayRuntime
 
-        return LocalRuntime()
     return RayRuntime(address=ray_address, workers=workers)
 
 

@@ -29,13 +29,7 @@ COMMAND_MODULES = (
 )
 
 for _name in COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(f"casebook.executor.cli.{_name}")
-    except ModuleNotFoundError as _exc:
-        if _exc.name != f"casebook.executor.cli.{_name}":
-            raise
-        continue
-    _module.register(app)
+    importlib.import_module(f"casebook.executor.cli.{_name}").register(app)
 
 
 def main() -> None:

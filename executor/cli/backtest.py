@@ -55,9 +55,7 @@ def backtest(
         finally:
             if results is not None:
                 results.close()
-            shutdown = getattr(runtime, "shutdown", None)
-            if shutdown is not None:
-                shutdown()
+            runtime.shutdown()
         summary = summarize(outcomes)
         if as_json:
             json.dump(summary, sys.stdout, indent=2, default=str)

@@ -59,9 +59,7 @@ def demo(
                 page = out / f"{name}.html"
                 page.write_text(render_html(record))
                 reports.append(page)
-        shutdown = getattr(runtime, "shutdown", None)
-        if shutdown is not None:
-            shutdown()
+        runtime.shutdown()
         console.print(Rule("[bold]reports[/]"))
         for page in reports:
             console.print(f"  HTML report: {page}")
@@ -70,12 +68,9 @@ def demo(
 
 
 def _week(out: Path, console) -> None:
-    try:
-        from casebook.examples.week import replay_week
-        from casebook.executor.coverage.report import write_coverage
-    except ModuleNotFoundError as exc:
-        console.print(f"[dim]coverage report skipped: {exc}[/]")
-        return
+    from casebook.examples.week import replay_week
+    from casebook.executor.coverage.report import write_coverage
+
     db = out / "week.duckdb"
     with console.status("replaying a week of alerts for the coverage report"):
         replay_week(db, out / "week")

@@ -232,18 +232,8 @@ def create_app(service: IntakeService, *, run_worker: bool = True) -> FastAPI:
             raise _not_found(investigation_id)
         if record.status == "running":
             return HTMLResponse(waiting_page(investigation_id, "running"), status_code=202)
-        try:
-            from casebook.executor.reports.html import render_html
-        except ModuleNotFoundError as exc:
-            if exc.name != "casebook.executor.reports.html":
-                raise
-            raise RequestProblem(
-                501,
-                "this installation has no HTML report renderer "
-                "(casebook.executor.reports.html); GET /api/investigations/"
-                f"{investigation_id} has the report as JSON",
-                "no_renderer",
-            ) from None
+        from casebook.executor.reports.html import render_html
+
         return HTMLResponse(
             render_html(record, feedback_url=f"/api/investigations/{investigation_id}/feedback")
         )

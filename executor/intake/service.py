@@ -67,18 +67,16 @@ class IntakeService:
             )
         metrics = IntakeMetrics(queue)
         runtime = make_runtime(config.local, config.ray_address)
-        warm = getattr(runtime, "warm", None)
-        if callable(warm):
-            # Ray takes seconds to start: pay it once, now, not in the first alert's latency.
-            # It must start on the main thread, where its signal handling and clean shutdown
-            # work; the runtime then keeps its workers between investigations.
-            log.info("starting the %s runtime", runtime.name)
-            try:
-                warm()
-            except BaseException:
-                results.close()
-                queue.close()
-                raise
+        # Ray takes seconds to start: pay it once, now, not in the first alert's latency. It
+        # must start on the main thread, where its signal handling and clean shutdown work;
+        # the runtime then keeps its workers between investigations.
+        log.info("starting the %s runtime", runtime.name)
+        try:
+            runtime.warm()
+        except BaseException:
+            results.close()
+            queue.close()
+            raise
         worker = InvestigationWorker(
             queue,
             results,
@@ -109,9 +107,7 @@ class IntakeService:
                 self.worker.current.alert.name if self.worker.current else "an alert",
             )
             return
-        shutdown = getattr(self.runtime, "shutdown", None)
-        if callable(shutdown):
-            shutdown()
+        self.runtime.shutdown()
         self.results.close()
         self.queue.close()
 
