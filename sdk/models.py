@@ -105,7 +105,7 @@ class Severity(StrEnum):
 
 CATEGORIES = (
     "deploy", "config", "code", "dependency", "capacity", "cache", "resource",
-    "network", "abuse", "data", "symptom", "other",
+    "network", "abuse", "data", "security", "flag", "symptom", "other",
 )
 
 
