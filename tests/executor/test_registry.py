@@ -82,7 +82,7 @@ def test_new_makes_a_pack_and_refuses_to_overwrite(tmp_path):
 
 
 def test_pack_given_as_a_path_loads_with_its_owner(tmp_path):
-    pack = tmp_path / "team_pack"
+    pack = tmp_path / "payments_pack"
     CliRunner().invoke(app, ["analyzers", "new", "deploy_before_alert", "--dir", str(pack),
                              "--kind", "change", "--owner", "payments-sre"])
     registry = Registry()
