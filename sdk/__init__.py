@@ -11,6 +11,7 @@ from casebook.sdk.models import (
     Severity,
     TimeWindow,
 )
+from casebook.sdk.packs import Pack
 from casebook.sdk.telemetry import QueryResult, Telemetry, TelemetryError
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "Finding",
     "FollowUp",
     "Mitigation",
+    "Pack",
     "QueryResult",
     "Severity",
     "Telemetry",
