@@ -17,11 +17,16 @@ class WorkerPool:
     """One worker actor per CPU (or `workers`), started once and replaced when one is lost."""
 
     def __init__(
-        self, address: str | None, workers: int | None, duckdb_threads: int | None
+        self,
+        address: str | None,
+        workers: int | None,
+        duckdb_threads: int | None,
+        memory_mb: int | None = None,
     ) -> None:
         self.address = address
         self.workers = workers
         self.duckdb_threads = duckdb_threads
+        self.memory_mb = memory_mb  # each worker's ceiling; None: memory_guard's default
         self.slots: list[Slot] = []
         self.replaced = 0
         self.started_ray = False
@@ -89,7 +94,7 @@ class WorkerPool:
         options: dict[str, Any] = {"num_cpus": 1 if self.address else 0}
         if self.address:
             options["scheduling_strategy"] = "SPREAD"
-        actor = InvestigationWorker.options(**options).remote(self._threads)
+        actor = InvestigationWorker.options(**options).remote(self._threads, self.memory_mb)
         return actor, actor.ready.remote()
 
     def replace(self, slot: Slot) -> None:

@@ -101,6 +101,7 @@ class AnalyzerSpec:
     category: str
     tags: tuple[str, ...]
     location: str
+    memory_mb: int | None = None  # the invocation's memory ceiling; None: the worker's ceiling
 
     @property
     def qualified_name(self) -> str:
@@ -176,6 +177,7 @@ def analyzer(
     timeout_s: float | None = None,
     category: str = "other",
     tags: Iterable[str] = (),
+    memory_mb: int | None = None,
 ) -> Any:
     """Declare an analyzer. The function is returned unchanged, with its spec attached.
 
@@ -184,7 +186,9 @@ def analyzer(
     """
 
     def decorate(fn: F) -> F:
-        spec, problems = _build_spec(fn, name, match, when, fan_out, timeout_s, category, tags)
+        spec, problems = _build_spec(
+            fn, name, match, when, fan_out, timeout_s, category, tags, memory_mb
+        )
         if problems:
             collector = _collector.get()
             if collector is None:
@@ -235,6 +239,7 @@ def _build_spec(
     timeout_s: float | None,
     category: str,
     tags: Iterable[str],
+    memory_mb: int | None = None,
 ) -> tuple[AnalyzerSpec | None, list[Problem]]:
     problems: list[Problem] = []
     qualified = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
@@ -350,6 +355,11 @@ def _build_spec(
     if timeout_s is not None and (not isinstance(timeout_s, (int, float)) or timeout_s <= 0):
         problem(f"timeout_s={timeout_s!r} is not a positive number of seconds",
                 "use e.g. timeout_s=10")
+    if memory_mb is not None and (
+        isinstance(memory_mb, bool) or not isinstance(memory_mb, int) or memory_mb <= 0
+    ):
+        problem(f"memory_mb={memory_mb!r} is not a positive whole number of megabytes",
+                "use e.g. memory_mb=512, or leave it out for the worker's ceiling")
 
     if problems:
         return None, problems
@@ -370,6 +380,7 @@ def _build_spec(
         category=category,
         tags=tuple(tags),
         location=_location(fn),
+        memory_mb=memory_mb,
     )
     return spec, problems
 
