@@ -55,6 +55,7 @@ class WorkerPool:
                     ).setLevel(logging.ERROR)
                     ray.init(num_cpus=self.workers or os.cpu_count(), **options)
                 self.started_ray = True
+            keep_stdout_clean()
             freeze_loaded_objects()
             self._ray = ray
         return self._ray
@@ -122,6 +123,27 @@ class WorkerPool:
             self._ray.shutdown()
             self.started_ray = False
         self._ray = None
+
+
+def keep_stdout_clean() -> None:
+    """Send what Ray prints about the cluster (`(raylet) A worker died ...`) to stderr.
+
+    Ray's driver prints those messages to stdout from a thread of its own, whatever
+    `log_to_driver` says, which breaks `casebook investigate --json | jq`. Its printing function
+    is looked up by name on every message, so wrapping it here routes them all to stderr
+    (kept for people, out of the document).
+    """
+    from ray._private import worker
+
+    printer = worker.print_to_stdstream
+    if getattr(printer, "casebook_stderr", False):
+        return
+
+    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
+        printer({**data, "is_err": True}, ignore_prefix)
+
+    to_stderr.casebook_stderr = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = to_stderr
 
 
 def freeze_loaded_objects() -> None:

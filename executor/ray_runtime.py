@@ -41,6 +41,7 @@ from casebook.executor.runtime import RunContext
 from casebook.executor.window_cache import PreparedWindow, WindowPreparation
 from casebook.sdk.invocation import Outcome, Status
 from casebook.sdk.registry import Registry
+from casebook.sdk.telemetry import TelemetrySource
 
 GRACE_S = 0.5
 PROBE_AFTER_S = 0.2  # a batch running longer than this is asked what it is doing
@@ -136,7 +137,7 @@ class RayRuntime:
         self._publish(prepared=None)
         if self.prepare_window == "always":
             self._preparation = WindowPreparation(
-                context.source, context.window, self._window_parent()
+                self._writing_source(), context.window, self._window_parent()
             )
             self._preparation.wait()
             self._advance_preparation()
@@ -196,6 +197,16 @@ class RayRuntime:
             registry_ref,
         ]
 
+    def _writing_source(self) -> TelemetrySource:
+        """A source of the executor's own that may write the prepared window's files.
+
+        The investigation's source is sealed once analyzers (fan-out sources) query it.
+        """
+        from casebook.executor.telemetry_store import TelemetryStore
+
+        assert self._context is not None and self._context.store_path is not None
+        return TelemetryStore.open(self._context.store_path).source()
+
     def _window_parent(self) -> Path | None:
         return Path(self.window_dir) if self.window_dir else None
 
@@ -211,7 +222,7 @@ class RayRuntime:
             and len(self._queues) >= self.prepare_after[0]
         ):
             self._preparation = WindowPreparation(
-                self._context.source, self._context.window, self._window_parent()
+                self._writing_source(), self._context.window, self._window_parent()
             )
         if self._preparation is None or self._prepared_seen or not self._preparation.finished:
             return

@@ -317,7 +317,14 @@ class TelemetrySource:
                         f"TIMESTAMP '{start.isoformat(sep=' ')}' and {column} < "
                         f"TIMESTAMP '{end.isoformat(sep=' ')}'"
                     )
-                con.execute(f"create or replace view {schema}.{table} as {body}")
+                try:
+                    con.execute(f"create or replace view {schema}.{table} as {body}")
+                except duckdb.PermissionException as exc:
+                    raise TelemetryError(
+                        f"table {table!r} reads files outside the directories this telemetry "
+                        f"source may read ({', '.join(self.readable) or 'none'}): {exc}; "
+                        "declare them with TelemetrySource(connection, readable=[directory])"
+                    ) from exc
             self._windows[key] = schema
             return schema
 
