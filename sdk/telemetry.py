@@ -271,6 +271,8 @@ class TelemetrySource:
         if self.readable:
             allowed = ", ".join(_sql_text(_as_directory(p)) for p in self.readable)
             con.execute(f"set allowed_directories = [{allowed}]")
+        # DuckDB draws a progress bar on stdout for long queries; stdout may carry `--json`.
+        con.execute("set enable_progress_bar = false")
         con.execute("set enable_external_access = false")
         con.execute("set lock_configuration = true")
         self.sealed = True
