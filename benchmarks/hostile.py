@@ -43,7 +43,7 @@ def run(runtime: Any, runs: int, workdir: Path, killer: Killer | None = None) ->
     timeouts = {spec.name: spec.timeout_s for spec in registry}
     tally: dict[str, Any] = {
         "runs": runs, "completed": 0, "stored": 0, "good_found": 0, "digest_changed": 0,
-        "files_outside": 0, "wrong_status": {}, "late": {}, "seconds": [],
+        "files_outside": 0, "wrong_status": {}, "first_errors": {}, "late": {}, "seconds": [],
     }
     with ResultsStore(workdir / "results.duckdb") as results:
         for index in range(runs):
@@ -70,6 +70,7 @@ def run(runtime: Any, runs: int, workdir: Path, killer: Killer | None = None) ->
                 if invocation.status != expected:
                     key = f"{invocation.analyzer}: {invocation.status} (expected {expected})"
                     tally["wrong_status"][key] = tally["wrong_status"].get(key, 0) + 1
+                    tally["first_errors"].setdefault(key, (invocation.error or "")[:300])
                 limit_ms = (timeouts[invocation.analyzer] + SLACK_S) * 1000
                 if invocation.duration_ms > limit_ms:
                     tally["late"][invocation.analyzer] = max(
