@@ -144,3 +144,36 @@ def test_an_investigation_its_process_never_finishes_is_failed_not_running(tmp_p
         )
         assert results.get(requeued.investigation_id).status == "running"  # runs again
     queue.close()
+
+
+def test_serve_local_survives_an_analyzer_that_ends_its_process(store, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from casebook.executor.intake.app import create_app
+    from casebook.executor.intake.config import IntakeConfig
+    from casebook.executor.intake.service import IntakeService
+
+    config = IntakeConfig(telemetry=store, db=tmp_path / "results.duckdb", local=True,
+                          packs=["hostile_pack"])
+    service = IntakeService.open(config)
+    alert = hostile.hostile_alert(store, tmp_path, hostile.DIES)
+    body = {
+        "version": "4", "status": "firing", "receiver": "casebook", "groupKey": "{}",
+        "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "alerts": [{
+            "status": "firing", "labels": alert.labels, "annotations": {},
+            "startsAt": alert.starts_at.isoformat(), "endsAt": "0001-01-01T00:00:00Z",
+            "fingerprint": "dies1",
+        }],
+    }
+    with TestClient(create_app(service, run_worker=False), base_url="http://127.0.0.1") as client:
+        answer = client.post("/webhook/alertmanager", json=body)
+        assert answer.status_code == 202
+        ident = answer.json()["alerts"][0]["investigation_id"]
+        assert service.worker.run_once()
+        record = client.get(f"/api/investigations/{ident}").json()
+        assert record["status"] != "running"
+        statuses = {i["analyzer"]: i["status"] for i in record["invocations"]}
+        assert (statuses["good"], statuses["exits"]) == ("found", "crashed")
+        assert [f["analyzer"] for f in record["findings"]] == ["good"]
