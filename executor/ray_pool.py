@@ -135,9 +135,9 @@ def keep_stdout_clean() -> None:
     """
     from ray._private import worker
 
-    printer = worker.print_to_stdstream
-    if getattr(printer, "casebook_stderr", False):
-        return
+    printer = getattr(worker, "print_to_stdstream", None)
+    if printer is None or getattr(printer, "casebook_stderr", False):
+        return  # a Ray without it (a private name) or already wrapped
 
     def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
         printer({**data, "is_err": True}, ignore_prefix)
