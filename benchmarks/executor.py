@@ -167,6 +167,7 @@ def window_preparation(store: Path, alert: Any) -> dict[str, Any]:
     import tempfile
 
     from casebook.executor.window_cache import open_prepared, prepare_window
+    from casebook.sdk.telemetry import TelemetrySource
 
     source = TelemetryStore.open(store).source()
     window = window_for(alert)
@@ -186,23 +187,27 @@ def window_preparation(store: Path, alert: Any) -> dict[str, Any]:
         }
 
     with tempfile.TemporaryDirectory(prefix="casebook-bench-") as directory:
+        # `source` stays unsealed (it writes the window); analyzers' handles come from sealed ones.
         prepared = prepare_window(source, window, Path(directory))
+        reader = TelemetrySource(
+            TelemetryStore.open(store).connect(), readable=(str(store), directory)
+        )
         result = {
             "window_rows": prepared.rows,
-            "store": timings(source.open(window)),
+            "store": timings(TelemetryStore.open(store).source().open(window)),
             "prepared": {
                 "prepare_s": round(prepared.seconds, 2),
-                **timings(open_prepared(source, prepared)),
+                **timings(open_prepared(reader, prepared)),
             },
         }
-    telemetry = source.open(window)
+    schema = source.window_schema(window)
     before, started = _rss_mb(), time.perf_counter()
-    telemetry.connection.execute("create schema copied")
-    telemetry.connection.execute(
-        "create table copied.requests as select * from requests order by service"
+    source.connection.execute("create schema copied")
+    source.connection.execute(
+        f"create table copied.requests as select * from {schema}.requests order by service"
     )
     built = time.perf_counter() - started
-    telemetry.connection.execute(f"set search_path = 'copied,{telemetry.schema}'")
+    telemetry = source.handle("copied", window)
     result["memory_copy"] = {
         "prepare_s": round(built, 2),
         "rss_mb_per_worker": round(_rss_mb() - before),
@@ -257,7 +262,7 @@ def main() -> None:
         lambda: investigate(runtime, trivial(alert), registry, store),
     )
     local_s, local_record = measure(
-        "in-process", args.repeat, lambda: investigate(LocalRuntime(), alert, registry, store)
+        "in-process", args.repeat, lambda: investigate(LocalRuntime(isolate=False), alert, registry, store)
     )
     naive_result = naive(store, record, args.naive_sample)
     runtime.shutdown()

@@ -1,4 +1,14 @@
-"""The in-process runtime: one invocation at a time on a thread it can abandon."""
+"""The in-process runtime: one invocation at a time, in a child process when it can be.
+
+With a telemetry store on disk (`casebook investigate --local`, `casebook serve --local`) the
+analyzers run in one long-lived child process (`local_child`): an analyzer that calls
+`os._exit`, crashes native code, hangs in Python or passes its memory ceiling costs that child,
+which is replaced, and the investigation goes on. Without a store on disk (an in-memory store:
+the SDK's testing kit, tests) nothing can be shared with another process, so analyzers run on a
+thread of this process. There the runtime cannot enforce a memory ceiling, cannot stop Python
+that never returns (the thread is abandoned after its timeout) and does not survive
+`os._exit`: trusted code only (`LIMITS_IN_THIS_PROCESS` says so to whoever asks).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +25,11 @@ from casebook.sdk.telemetry import Telemetry
 # Python that never returns cannot be stopped in-process; after the timeout plus this grace the
 # thread is abandoned and the next invocation gets a fresh thread and connection.
 GRACE_S = 0.5
+LIMITS_IN_THIS_PROCESS = (
+    "analyzers run in this process (the telemetry store is in memory): no memory ceiling, "
+    "Python that never returns is abandoned rather than stopped, and os._exit() ends the "
+    "process; run with a store on disk for a child process that contains all three"
+)
 
 
 class _Runner:
@@ -53,18 +68,44 @@ class _Runner:
 
 
 class LocalRuntime:
-    """Runs tasks in this process. Used by tests and `--local`."""
+    """Runs tasks one at a time on this machine. Used by tests and `--local`.
+
+    `isolate=False` keeps analyzers in this process even with a store on disk (faster to
+    start, for trusted packs); `memory_mb` is the child's ceiling (default: memory_guard's).
+    """
 
     name = "local"
 
-    def __init__(self) -> None:
+    def __init__(self, *, isolate: bool = True, memory_mb: int | None = None) -> None:
+        self.isolate = isolate
+        self.memory_mb = memory_mb
+        self.limits_note: str | None = None  # set when this investigation runs in-process
         self._queue: deque[Task] = deque()
         self._context: RunContext | None = None
         self._telemetry: Telemetry | None = None
         self._runner: _Runner | None = None
+        self._child = None
+        self._child_error: str | None = None
+        self._isolated = False
+
+    @property
+    def replaced(self) -> int:
+        """Child processes replaced so far (killed for a hang, or lost)."""
+        return self._child.replaced if self._child is not None else 0
 
     def start(self, context: RunContext) -> None:
         self._context = context
+        if self.isolate and context.store_path is not None:
+            from casebook.executor.local_child import ChildProcess, Opening
+
+            if self._child is None:
+                self._child = ChildProcess(self.memory_mb)
+            self.limits_note, self._isolated = None, True
+            self._child_error = self._child.open(
+                Opening(context.alert, context.window, str(context.store_path), context.registry)
+            )
+            return
+        self.limits_note, self._isolated = LIMITS_IN_THIS_PROCESS, False
         self._telemetry = context.source.open(context.window)
 
     def submit(self, tasks: list[Task]) -> None:
@@ -76,16 +117,26 @@ class LocalRuntime:
     def poll(self, timeout: float) -> list[Outcome]:
         if not self._queue:
             return []
-        return [self._run(self._queue.popleft())]
+        task = self._queue.popleft()
+        if self._isolated and self._child is not None:
+            if self._child_error is not None:
+                return [Outcome(task.key, task.analyzer, task.params, Status.ERROR,
+                                error=f"the analyzer process could not open the investigation: "
+                                      f"{self._child_error}")]
+            return [self._child.run(task)]
+        return [self._run(task)]
 
     def warm(self) -> None:
-        """Nothing to start in-process."""
+        """Nothing to start ahead: the child starts with the first investigation."""
 
     def shutdown(self) -> None:
         self.stop()
         if self._runner is not None:
             self._runner.close()
             self._runner = None
+        if self._child is not None:
+            self._child.close()
+            self._child = None
 
     def stop(self) -> None:
         self._queue.clear()
@@ -108,7 +159,7 @@ class LocalRuntime:
         outcome = self._runner.run(call, task.timeout_s + GRACE_S)
         if outcome is not None:
             return outcome
-        telemetry.connection.interrupt()
+        telemetry.interrupt()
         self._runner.close()
         self._runner = None
         self._telemetry = context.source.open(context.window)

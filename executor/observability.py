@@ -28,7 +28,7 @@ from casebook.sdk.invocation import Outcome
 
 ENVIRONMENT = "CASEBOOK_OTEL"
 SERVICE = "casebook"
-FAILED = ("error", "timeout", "crashed")
+FAILED = ("error", "timeout", "crashed", "oom")
 
 _lock = threading.Lock()
 _chosen: str | None = None

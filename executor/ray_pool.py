@@ -17,11 +17,16 @@ class WorkerPool:
     """One worker actor per CPU (or `workers`), started once and replaced when one is lost."""
 
     def __init__(
-        self, address: str | None, workers: int | None, duckdb_threads: int | None
+        self,
+        address: str | None,
+        workers: int | None,
+        duckdb_threads: int | None,
+        memory_mb: int | None = None,
     ) -> None:
         self.address = address
         self.workers = workers
         self.duckdb_threads = duckdb_threads
+        self.memory_mb = memory_mb  # each worker's ceiling; None: memory_guard's default
         self.slots: list[Slot] = []
         self.replaced = 0
         self.started_ray = False
@@ -50,6 +55,7 @@ class WorkerPool:
                     ).setLevel(logging.ERROR)
                     ray.init(num_cpus=self.workers or os.cpu_count(), **options)
                 self.started_ray = True
+            keep_stdout_clean()
             freeze_loaded_objects()
             self._ray = ray
         return self._ray
@@ -89,7 +95,7 @@ class WorkerPool:
         options: dict[str, Any] = {"num_cpus": 1 if self.address else 0}
         if self.address:
             options["scheduling_strategy"] = "SPREAD"
-        actor = InvestigationWorker.options(**options).remote(self._threads)
+        actor = InvestigationWorker.options(**options).remote(self._threads, self.memory_mb)
         return actor, actor.ready.remote()
 
     def replace(self, slot: Slot) -> None:
@@ -117,6 +123,27 @@ class WorkerPool:
             self._ray.shutdown()
             self.started_ray = False
         self._ray = None
+
+
+def keep_stdout_clean() -> None:
+    """Send what Ray prints about the cluster (`(raylet) A worker died ...`) to stderr.
+
+    Ray's driver prints those messages to stdout from a thread of its own, whatever
+    `log_to_driver` says, which breaks `casebook investigate --json | jq`. Its printing function
+    is looked up by name on every message, so wrapping it here routes them all to stderr
+    (kept for people, out of the document).
+    """
+    from ray._private import worker
+
+    printer = getattr(worker, "print_to_stdstream", None)
+    if printer is None or getattr(printer, "casebook_stderr", False):
+        return  # a Ray without it (a private name) or already wrapped
+
+    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
+        printer({**data, "is_err": True}, ignore_prefix)
+
+    to_stderr.casebook_stderr = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = to_stderr
 
 
 def freeze_loaded_objects() -> None:

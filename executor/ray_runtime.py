@@ -19,6 +19,7 @@ invocation that kills a worker a second time that way is `crashed`.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from casebook.executor.errors import UserError
+from casebook.executor.memory_guard import read_note
 from casebook.executor.planner import Task
 from casebook.executor.ray_batches import PIPELINE, Batch, Slot, TaskQueues
 from casebook.executor.ray_pool import WorkerPool
@@ -39,6 +41,7 @@ from casebook.executor.runtime import RunContext
 from casebook.executor.window_cache import PreparedWindow, WindowPreparation
 from casebook.sdk.invocation import Outcome, Status
 from casebook.sdk.registry import Registry
+from casebook.sdk.telemetry import TelemetrySource
 
 GRACE_S = 0.5
 PROBE_AFTER_S = 0.2  # a batch running longer than this is asked what it is doing
@@ -66,6 +69,7 @@ class RayRuntime:
         prepare_window: str = "auto",
         window_dir: str | Path | None = None,
         duckdb_threads: int | None = None,
+        memory_mb: int | None = None,
     ) -> None:
         if prepare_window not in PREPARE_MODES:
             raise ValueError(
@@ -79,7 +83,7 @@ class RayRuntime:
         self.prepare_window = "never" if cluster_without_dir else prepare_window
         self.prepare_after = (PREPARE_AFTER_INVOCATIONS, PREPARE_AFTER_S)
         self.on_batch: BatchHook | None = None  # observability: (batch, seconds, status)
-        self.pool = WorkerPool(address, workers, duckdb_threads)
+        self.pool = WorkerPool(address, workers, duckdb_threads, memory_mb)
         self._registries: list[tuple[Registry, int, str, Any]] = []
         self._ids = itertools.count()
         self._reset()
@@ -133,7 +137,7 @@ class RayRuntime:
         self._publish(prepared=None)
         if self.prepare_window == "always":
             self._preparation = WindowPreparation(
-                context.source, context.window, self._window_parent()
+                self._writing_source(), context.window, self._window_parent()
             )
             self._preparation.wait()
             self._advance_preparation()
@@ -193,6 +197,16 @@ class RayRuntime:
             registry_ref,
         ]
 
+    def _writing_source(self) -> TelemetrySource:
+        """A source of the executor's own that may write the prepared window's files.
+
+        The investigation's source is sealed once analyzers (fan-out sources) query it.
+        """
+        from casebook.executor.telemetry_store import TelemetryStore
+
+        assert self._context is not None and self._context.store_path is not None
+        return TelemetryStore.open(self._context.store_path).source()
+
     def _window_parent(self) -> Path | None:
         return Path(self.window_dir) if self.window_dir else None
 
@@ -208,7 +222,7 @@ class RayRuntime:
             and len(self._queues) >= self.prepare_after[0]
         ):
             self._preparation = WindowPreparation(
-                self._context.source, self._context.window, self._window_parent()
+                self._writing_source(), self._context.window, self._window_parent()
             )
         if self._preparation is None or self._prepared_seen or not self._preparation.finished:
             return
@@ -371,6 +385,8 @@ class RayRuntime:
         if answer is None or not slot.batches or slot.batches[0].id != answer[0]:
             return
         head, (_, index, elapsed) = slot.batches[0], answer
+        if index >= len(head.tasks):
+            return  # the invocation it names was moved elsewhere before it began
         if elapsed > CUT_AFTER_S:
             # The worker ends this batch after the long invocation and skips those behind it.
             slot.slow = True
@@ -386,11 +402,16 @@ class RayRuntime:
     def _check_unanswered(self, outcomes: list[Outcome]) -> None:
         now = time.monotonic()
         for slot in self.pool.slots:
-            if slot.probe is None or not slot.batches:
+            if slot.probe is None or not slot.batches or not slot.batches[0].tasks:
+                # An emptied head batch (its tasks moved elsewhere) has nothing to condemn:
+                # the worker returns it at once, and the probe is judged on the next batch.
                 continue
-            limit = max((t.timeout_s for t in slot.batches[0].tasks), default=0) + self.grace_s
-            if now - slot.probe_sent > limit:
-                self._stuck(slot, None, now - slot.probe_sent, outcomes)
+            # A probe sent while an earlier batch ran is judged from when this batch became
+            # the head, against this batch's timeouts.
+            since = max(slot.probe_sent, slot.head_since)
+            limit = max(t.timeout_s for t in slot.batches[0].tasks) + self.grace_s
+            if now - since > limit:
+                self._stuck(slot, None, now - since, outcomes)
 
     def _stuck(
         self, slot: Slot, index: int | None, elapsed: float, outcomes: list[Outcome]
@@ -403,6 +424,10 @@ class RayRuntime:
         head, *later = self._take_back(slot, "lost")
         self._replace(slot)
         self._queues.put_back_batches(later)
+        if index is not None and index >= len(head.tasks):
+            index = None  # the answer names an invocation no longer in the batch
+        if not head.tasks:
+            return
         if index is None and len(head.tasks) > 1:
             self._queues.retry_alone(head.tasks)
             return
@@ -427,6 +452,11 @@ class RayRuntime:
 
     def _worker_died(self, slot: Slot, exc: Exception, outcomes: list[Outcome]) -> None:
         ray = self.pool.ray
+        pid = slot.pid
+        if pid is None and ray.wait([slot.ready], timeout=0)[0]:
+            with contextlib.suppress(ray.exceptions.RayError):
+                pid = ray.get(slot.ready)
+        note = read_note(pid)  # left by a worker its memory guard ended
         lost = self._take_back(slot, None)
         # A batch that finished before the worker died still holds its results.
         while lost and ray.wait([lost[0].ref], timeout=0)[0]:
@@ -443,7 +473,12 @@ class RayRuntime:
         if not lost:
             return
         running = lost[0]
-        if running.alone:
+        culprit = next((t for t in running.tasks if note and t.key == note.get("key")), None)
+        if culprit is not None and note is not None:
+            outcomes.append(_failed(culprit, Status.OOM, str(note.get("error"))))
+            rest = [t for t in running.tasks if t is not culprit]
+            self._queues.put_back(rest, running.alone)
+        elif running.alone:
             outcomes.append(
                 _failed(
                     running.tasks[0],

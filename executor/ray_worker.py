@@ -16,10 +16,12 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import ray
 
+from casebook.executor.memory_guard import MemoryGuard, guarded_invocation, worker_ceiling_mb
 from casebook.executor.window_cache import PreparedWindow, open_prepared
 from casebook.sdk.invocation import Status, run_invocation
 from casebook.sdk.models import Alert, Finding, TimeWindow
@@ -61,11 +63,12 @@ class OpenInvestigation:
 class InvestigationWorker:
     """Runs batches of invocations; `progress()` answers from another thread while it does."""
 
-    def __init__(self, duckdb_threads: int) -> None:
+    def __init__(self, duckdb_threads: int, memory_mb: int | None = None) -> None:
         from casebook.executor.ray_pool import freeze_loaded_objects
 
         freeze_loaded_objects()
         self._threads = duckdb_threads
+        self._guard = MemoryGuard(worker_ceiling_mb(memory_mb))
         self._registries: dict[str, Registry] = {}
         self._sources: dict[str, tuple[tuple[str, ...], TelemetrySource, int]] = {}
         self._open: dict[str, OpenInvestigation] = {}
@@ -93,7 +96,7 @@ class InvestigationWorker:
         telemetry = investigation.telemetry
         results: list[ResultWire] = []
         try:
-            for index, (_key, name, params, upstream, timeout_s) in enumerate(tasks):
+            for index, (key, name, params, upstream, timeout_s) in enumerate(tasks):
                 with self._lock:
                     if (
                         self._last is not None
@@ -117,7 +120,8 @@ class InvestigationWorker:
                         )
                     )
                     continue
-                outcome = run_invocation(
+                call = partial(
+                    run_invocation,
                     spec,
                     params,
                     alert=context.alert,
@@ -125,6 +129,9 @@ class InvestigationWorker:
                     telemetry=telemetry,
                     upstream=upstream,
                     timeout_s=timeout_s,
+                )
+                outcome = guarded_invocation(
+                    self._guard, key, call, spec.memory_mb, telemetry.interrupt
                 )
                 results.append(
                     (
@@ -166,7 +173,7 @@ class InvestigationWorker:
         investigation = self._open.pop(investigation_id, None)
         if investigation is None:
             return
-        investigation.telemetry.connection.close()
+        investigation.telemetry.close()
         if all(kept is not investigation.source for _, kept, _ in self._sources.values()):
             investigation.source.connection.close()
 
@@ -181,12 +188,14 @@ class InvestigationWorker:
         registry = self._registry(context.registry_token, registry_ref)
         if current is not None:
             source = current.source
-            current.telemetry.connection.close()
+            current.telemetry.close()
         else:
             for other in list(self._open):  # one investigation at a time per worker
                 self.release(other)
             source = self._source(context.store_path)
         if context.prepared is not None:
+            # A sealed source reads only its store: the prepared files need one of their own.
+            source = self._prepared_source(context.store_path, context.prepared)
             telemetry = open_prepared(source, context.prepared)
         else:
             telemetry = source.open(context.window)
@@ -220,7 +229,26 @@ class InvestigationWorker:
                 return kept[1]
             kept[1].connection.close()
         source = store.source()
-        source.connection.execute(f"set threads = {self._threads}")
+        self._limit(source)
         if store.layout == "parquet":
             self._sources[store_path] = (tables, source, 1)
         return source
+
+    def _prepared_source(self, store_path: str, prepared: PreparedWindow) -> TelemetrySource:
+        from casebook.executor.telemetry_store import TelemetryStore
+
+        store = TelemetryStore.open(store_path)
+        source = TelemetrySource(store.connect(), readable=(str(store.path), prepared.directory))
+        self._limit(source)
+        return source
+
+    def _limit(self, source: TelemetrySource) -> None:
+        """DuckDB's threads and memory, set before the source is sealed (then they are fixed).
+
+        DuckDB gets half the worker's ceiling: a query past it fails with DuckDB's own
+        out-of-memory error (the invocation ends `oom`) before the process reaches the ceiling.
+        """
+        connection = source.connection
+        connection.execute(f"set threads = {self._threads}")
+        connection.execute(f"set memory_limit = '{max(64, self._guard.ceiling_mb // 2)}MB'")
+

@@ -156,6 +156,24 @@ class ResultsStore:
              record.status, record.runtime, record.created_at, record.finished_at,
              json.dumps(record.notes), json.dumps(record.packs)])
 
+    def unfinished(self) -> list[str]:
+        """Ids of investigations stored as `running`."""
+        with self._lock:
+            rows = self.connection.execute(
+                "select id from investigations where status = 'running' order by created_at"
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def mark_failed(self, investigation_id: str, reason: str) -> None:
+        """Store an investigation that will never finish as `failed`, saying why."""
+        record = self.get(investigation_id)
+        if record is None or record.status != "running":
+            return
+        record.status = "failed"
+        record.finished_at = datetime.now(UTC)
+        record.notes.append(f"The investigation failed: {reason}")
+        self.save(record)
+
     def list(self, limit: int = 100, since: datetime | None = None) -> list[dict[str, Any]]:
         """Investigations, newest first, with their top cause."""
         query = """

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from casebook.sdk.models import TimeWindow
 from casebook.sdk.schema import time_column_of
-from casebook.sdk.telemetry import RAW_SCHEMA, Telemetry, TelemetrySource
+from casebook.sdk.telemetry import Telemetry, TelemetrySource
 
 ROW_GROUP_ROWS = 100_000  # small row groups: a service's rows span few of them
 
@@ -43,8 +43,9 @@ def prepare_window(source: TelemetrySource, window: TimeWindow, directory: Path)
 
     started = time.perf_counter()
     directory.mkdir(parents=True, exist_ok=True)
-    telemetry = source.open(window)
-    cursor = telemetry.connection
+    # The executor's own connection, never sealed: it writes the window's files.
+    schema = source.window_schema(window)
+    cursor = source.connection.cursor()
     rows = 0
     try:
         for table in source.tables:
@@ -52,7 +53,7 @@ def prepare_window(source: TelemetrySource, window: TimeWindow, directory: Path)
             order = "service" if "service" in columns else time_column_of(table, columns)
             target = directory / f"{table}.parquet"
             cursor.execute(
-                f'copy (select * from {telemetry.schema}."{table}"'
+                f'copy (select * from {schema}."{table}"'
                 f"{f' order by {order}' if order else ''}) to {_text(str(target))} "
                 f"(format parquet, row_group_size {ROW_GROUP_ROWS})"
             )
@@ -68,7 +69,11 @@ def prepare_window(source: TelemetrySource, window: TimeWindow, directory: Path)
 
 
 def open_prepared(source: TelemetrySource, prepared: PreparedWindow) -> Telemetry:
-    """A read-only handle whose table names resolve to the prepared files."""
+    """A read-only handle whose table names resolve to the prepared files.
+
+    The views are made before the source is sealed, so `source.readable` must include the
+    prepared directory (the Ray worker opens a source for it).
+    """
     schema = f"prepared_{abs(hash(prepared.directory)):x}"
     connection = source.connection
     connection.execute(f"create schema if not exists {schema}")
@@ -77,15 +82,7 @@ def open_prepared(source: TelemetrySource, prepared: PreparedWindow) -> Telemetr
             f'create or replace view {schema}."{table}" as '
             f"select * from read_parquet({_text(prepared.file(table))})"
         )
-    cursor = connection.cursor()
-    cursor.execute(f"set search_path = '{schema},{RAW_SCHEMA}'")
-    return Telemetry(
-        connection=cursor,
-        window=prepared.window,
-        schema=schema,
-        tables=source.tables,
-        opener=source.open,
-    )
+    return source.handle(schema, prepared.window)
 
 
 class WindowPreparation:

@@ -142,6 +142,7 @@ class AnalyzerSpec:
     location: str
     owner: str | None = None
     reads: tuple[DataNeed, ...] = ()
+    memory_mb: int | None = None  # the invocation's memory ceiling; None: the worker's ceiling
 
     @property
     def qualified_name(self) -> str:
@@ -219,6 +220,7 @@ def analyzer(
     tags: Iterable[str] = (),
     owner: str | None = None,
     reads: Iterable[str] = (),
+    memory_mb: int | None = None,
 ) -> Any:
     """Declare an analyzer. The function is returned unchanged, with its spec attached.
 
@@ -232,7 +234,7 @@ def analyzer(
 
     def decorate(fn: F) -> F:
         spec, problems = _build_spec(fn, name, match, when, fan_out, timeout_s, category, tags,
-                                     owner, reads)
+                                     owner, reads, memory_mb)
         if problems:
             collector = _collector.get()
             if collector is None:
@@ -285,6 +287,7 @@ def _build_spec(
     tags: Iterable[str],
     owner: str | None = None,
     reads: Iterable[str] = (),
+    memory_mb: int | None = None,
 ) -> tuple[AnalyzerSpec | None, list[Problem]]:
     problems: list[Problem] = []
     qualified = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
@@ -400,6 +403,11 @@ def _build_spec(
     if timeout_s is not None and (not isinstance(timeout_s, (int, float)) or timeout_s <= 0):
         problem(f"timeout_s={timeout_s!r} is not a positive number of seconds",
                 "use e.g. timeout_s=10")
+    if memory_mb is not None and (
+        isinstance(memory_mb, bool) or not isinstance(memory_mb, int) or memory_mb <= 0
+    ):
+        problem(f"memory_mb={memory_mb!r} is not a positive whole number of megabytes",
+                "use e.g. memory_mb=512, or leave it out for the worker's ceiling")
 
     if category not in known_categories():
         problem(unknown_category_message(category),
@@ -437,6 +445,7 @@ def _build_spec(
         location=_location(fn),
         owner=owner,
         reads=tuple(needs),
+        memory_mb=memory_mb,
     )
     return spec, problems
 

@@ -25,6 +25,7 @@ class Status(StrEnum):
     ERROR = "error"
     TIMEOUT = "timeout"
     CRASHED = "crashed"
+    OOM = "oom"  # went past its memory ceiling; the error gives the figure reached
 
 
 # Skip reasons that begin with this are counted by coverage as "could not run: data missing".
@@ -141,7 +142,7 @@ def run_invocation(
 
     budget = spec.timeout_s if timeout_s is None else timeout_s
     queries_before, rows_before = telemetry.stats.queries, telemetry.stats.rows
-    alarm = WATCHDOG.arm(budget, telemetry.connection.interrupt)
+    alarm = WATCHDOG.arm(budget, telemetry.interrupt)
     clock = time.perf_counter()
     try:
         result = spec.func(**kwargs)
@@ -149,6 +150,8 @@ def run_invocation(
         finding = result if status is Status.FOUND else None
     except TimeoutError as exc:
         status, error, finding = Status.TIMEOUT, f"timed out after {budget:g} s: {exc}", None
+    except MemoryError as exc:
+        status, error, finding = Status.OOM, f"ran out of memory: {exc or type(exc).__name__}", None
     except Exception as exc:
         status, finding = Status.ERROR, None
         error = f"{type(exc).__name__}: {exc}\n{_short_traceback(exc)}"

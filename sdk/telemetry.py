@@ -1,7 +1,15 @@
-"""Telemetry: the read-only, window-scoped query handle analyzers receive."""
+"""Telemetry: the read-only, window-scoped query handle analyzers receive.
+
+Read-only by construction: analyzers get no DuckDB connection, only `sql()`, which takes one
+SELECT; and before the first handle is opened, the database is sealed
+(`enable_external_access=false`, then `lock_configuration=true`), so a SELECT reads the store's
+files and nothing else (`read_csv('/etc/passwd')` is refused), COPY, ATTACH, INSTALL, LOAD and
+SET are refused, and no setting can be changed back.
+"""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +25,10 @@ ALLOWED_STATEMENTS = {duckdb.StatementType.SELECT}
 
 class TelemetryError(Exception):
     """A query an analyzer sent was refused or failed."""
+
+
+class QueryMemoryError(MemoryError):
+    """A query went past DuckDB's memory limit for the worker (the invocation ends `oom`)."""
 
 
 @dataclass
@@ -104,7 +116,7 @@ class Telemetry:
     >>> telemetry.sql("select count(*) from logs where service = ?", ["checkout"]).scalar()
     """
 
-    connection: duckdb.DuckDBPyConnection
+    _cursor: duckdb.DuckDBPyConnection = field(repr=False)
     window: TimeWindow
     schema: str
     tables: tuple[str, ...]
@@ -113,16 +125,39 @@ class Telemetry:
     _shared: dict[tuple[str, tuple[Any, ...]], QueryResult] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @property
+    def connection(self) -> Any:
+        """Not available: analyzers read through `sql()` and `shared()` only."""
+        raise TelemetryError(
+            "telemetry is read-only and hands out no database connection; query it with "
+            "telemetry.sql('select ...', [params]) or telemetry.shared(...)"
+        )
+
+    def interrupt(self) -> None:
+        """Stop the query running on this handle (the executor's timeout watchdog calls it)."""
+        self._cursor.interrupt()
+
+    def close(self) -> None:
+        """Release the handle's cursor (the executor calls it when the window is done)."""
+        self._cursor.close()
+
     def sql(self, query: str, params: Sequence[Any] | None = None) -> QueryResult:
         """Run one read-only SELECT over the window and return its rows."""
         params = list(params or [])
         self._check_read_only(query)
         try:
-            cursor = self.connection.execute(query, params)
+            cursor = self._cursor.execute(query, params)
             columns = [d[0] for d in cursor.description or []]
             rows = cursor.fetchall()
         except duckdb.InterruptException as exc:
             raise TimeoutError("query interrupted: the invocation ran past its timeout") from exc
+        except duckdb.OutOfMemoryException as exc:
+            raise QueryMemoryError(f"the query ran out of memory: {exc}") from exc
+        except duckdb.PermissionException as exc:
+            raise TelemetryError(
+                f"query refused: telemetry reads only the store's tables ({exc}); query the "
+                f"tables {', '.join(self.tables) or '(none)'} by name"
+            ) from exc
         except duckdb.Error as exc:
             raise TelemetryError(f"query failed: {exc}\n  query: {' '.join(query.split())}") from exc
         self.stats.queries += 1
@@ -179,7 +214,7 @@ class Telemetry:
 
     def _check_read_only(self, query: str) -> None:
         try:
-            statements = self.connection.extract_statements(query)
+            statements = self._cursor.extract_statements(query)
         except duckdb.Error as exc:
             raise TelemetryError(f"query does not parse: {exc}") from exc
         if len(statements) != 1:
@@ -204,8 +239,12 @@ class TelemetrySource:
     created once and reused by every invocation that reads the same window.
     """
 
-    def __init__(self, connection: duckdb.DuckDBPyConnection):
+    def __init__(
+        self, connection: duckdb.DuckDBPyConnection, readable: Sequence[str] = ()
+    ) -> None:
         self.connection = connection
+        self.readable = tuple(readable)  # directories whose files the views read
+        self.sealed = False
         connection.execute("set TimeZone = 'UTC'")
         self._windows: dict[tuple[datetime, datetime], str] = {}
         self._lock = threading.Lock()
@@ -232,14 +271,46 @@ class TelemetrySource:
         ).fetchall()
         return [r[0] for r in rows]
 
+    def seal(self, *, memory_mb: int | None = None, threads: int | None = None) -> None:
+        """Limit the database to reading the store, for good; later calls change nothing.
+
+        `memory_mb` and `threads` become DuckDB's `memory_limit` and `threads`, set before the
+        configuration is locked (afterwards no statement can change any setting).
+        """
+        if self.sealed:
+            return
+        con = self.connection
+        if memory_mb is not None:
+            con.execute(f"set memory_limit = '{int(memory_mb)}MB'")
+        if threads is not None:
+            con.execute(f"set threads = {int(threads)}")
+        if self.readable:
+            allowed = ", ".join(_sql_text(_as_directory(p)) for p in self.readable)
+            con.execute(f"set allowed_directories = [{allowed}]")
+        # DuckDB draws a progress bar on stdout for long queries; stdout may carry `--json`.
+        con.execute("set enable_progress_bar = false")
+        con.execute("set enable_external_access = false")
+        con.execute("set lock_configuration = true")
+        self.sealed = True
+
     def open(self, window: TimeWindow) -> Telemetry:
         """A read-only handle whose table names resolve to this window's rows."""
+        self.seal()
         schema = self._window_schema(window)
+        return self.handle(schema, window)
+
+    def handle(self, schema: str, window: TimeWindow) -> Telemetry:
+        """A handle on a schema of views already made (sealing first if not yet sealed)."""
+        self.seal()
         cursor = self.connection.cursor()
         cursor.execute(f"set search_path = '{schema},{RAW_SCHEMA}'")
         return Telemetry(
-            connection=cursor, window=window, schema=schema, tables=self.tables, opener=self.open
+            _cursor=cursor, window=window, schema=schema, tables=self.tables, opener=self.open
         )
+
+    def window_schema(self, window: TimeWindow) -> str:
+        """The schema of views limited to the window (made once per window)."""
+        return self._window_schema(window)
 
     def _window_schema(self, window: TimeWindow) -> str:
         from casebook.sdk.schema import time_column_of
@@ -264,6 +335,21 @@ class TelemetrySource:
                         f"TIMESTAMP '{start.isoformat(sep=' ')}' and {column} < "
                         f"TIMESTAMP '{end.isoformat(sep=' ')}'"
                     )
-                con.execute(f"create or replace view {schema}.{table} as {body}")
+                try:
+                    con.execute(f"create or replace view {schema}.{table} as {body}")
+                except duckdb.PermissionException as exc:
+                    raise TelemetryError(
+                        f"table {table!r} reads files outside the directories this telemetry "
+                        f"source may read ({', '.join(self.readable) or 'none'}): {exc}; "
+                        "declare them with TelemetrySource(connection, readable=[directory])"
+                    ) from exc
             self._windows[key] = schema
             return schema
+
+
+def _as_directory(path: str) -> str:
+    return path if path.endswith(os.sep) else path + os.sep
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"

@@ -340,7 +340,7 @@ DEFINITIONS = (
     (
         "found, nothing, skipped, error, timeout",
         "invocations (a fan-out analyzer has several "
-        "per alert); error includes crashed workers. "
+        "per alert); error includes crashed workers and oom (memory). "
         "p50 and p95 are over invocations that ran.",
     ),
     (

@@ -46,7 +46,7 @@ select
     (select median(first_finding_ms) from per_inv) as median_first_finding_ms,
     (select count(*) from per_inv where not covered) as uncovered,
     (select count(*) from calls) as invocations,
-    (select count(*) filter (where status in ('error', 'crashed', 'timeout'))
+    (select count(*) filter (where status in ('error', 'crashed', 'oom', 'timeout'))
             / nullif(count(*) filter (where status <> 'skipped'), 0) from calls) as failure_share,
     (select avg(helpful::int) from feedback fb join inv on inv.id = fb.investigation_id)
         as helpful_share,
@@ -99,7 +99,7 @@ outcomes as (
             as missing_data,
         arg_max(error, duration_ms) filter (where status = 'skipped'
             and error like 'missing data: %') as missing_reason,
-        count(*) filter (where status in ('error', 'crashed')) as error,
+        count(*) filter (where status in ('error', 'crashed', 'oom')) as error,
         count(*) filter (where status = 'timeout') as timeout,
         quantile_cont(duration_ms, 0.5) filter (where status <> 'skipped') as p50_ms,
         quantile_cont(duration_ms, 0.95) filter (where status <> 'skipped') as p95_ms

@@ -10,7 +10,7 @@ from casebook.executor.alerts import parse_alerts
 from casebook.executor.intake.config import IntakeConfig
 from casebook.executor.intake.metrics import IntakeMetrics
 from casebook.executor.intake.queue import AlertQueue, QueueFull, Receipt
-from casebook.executor.intake.worker import InvestigationWorker
+from casebook.executor.intake.worker import InvestigationWorker, fail_abandoned
 from casebook.executor.planner import Limits
 from casebook.executor.results import ResultsStore
 
@@ -65,6 +65,7 @@ class IntakeService:
             notes.append(
                 f"{given_up} alert(s) stopped the service repeatedly and were marked failed"
             )
+        fail_abandoned(results, queue)
         metrics = IntakeMetrics(queue)
         runtime = make_runtime(config.local, config.ray_address)
         # Ray takes seconds to start: pay it once, now, not in the first alert's latency. It

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from casebook.executor.intake.dedup import Action
 from casebook.executor.intake.metrics import IntakeMetrics
-from casebook.executor.intake.queue import AlertQueue, QueuedAlert
+from casebook.executor.intake.queue import MAX_ATTEMPTS, WAITING, AlertQueue, QueuedAlert
 from casebook.executor.investigation import window_for
 from casebook.executor.pipeline import investigate
 from casebook.executor.planner import Limits
@@ -238,6 +238,29 @@ def span(delta: timedelta) -> str:
         return f"{hours} h {rest} min" if rest else f"{hours} h"
     rest = hours % 24
     return f"{days} d {rest} h" if rest else f"{days} d"
+
+
+def fail_abandoned(results: ResultsStore, queue: AlertQueue) -> int:
+    """Mark `failed` the stored investigations no process will finish; how many there were.
+
+    Called when the service starts, holding the results database's only lock: a `running`
+    investigation whose alert is not waiting in the queue again was given up on (its process
+    died repeatedly while investigating it) or belonged to a process that is gone.
+    """
+    failed = 0
+    for investigation_id in results.unfinished():
+        state = queue.state_of(investigation_id)
+        if state in WAITING:
+            continue  # investigated again under the same id
+        reason = (
+            f"the service stopped {MAX_ATTEMPTS} times while investigating this alert (an "
+            "analyzer or the machine ended the process); it is not tried again"
+            if state == "failed"
+            else "the process running it stopped before it finished"
+        )
+        results.mark_failed(investigation_id, reason)
+        failed += 1
+    return failed
 
 
 def _window(item: QueuedAlert) -> TimeWindow:

@@ -155,7 +155,7 @@ def _nothing_found(record: InvestigationRecord) -> list[SentenceRecord]:
         detail = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         plural = "s" if ran != 1 else ""
         sentences.append(SentenceRecord(text=f"{ran} invocation{plural} ran ({detail})."))
-    failed = sum(counts.get(s, 0) for s in ("error", "timeout", "crashed"))
+    failed = sum(counts.get(s, 0) for s in ("error", "timeout", "crashed", "oom"))
     if failed:
         sentences.append(
             SentenceRecord(

@@ -12,7 +12,7 @@ from casebook.executor.record import (
 )
 from casebook.sdk.models import Evidence
 
-FAILED = ("error", "timeout", "crashed")
+FAILED = ("error", "timeout", "crashed", "oom")
 
 
 @dataclass

@@ -19,6 +19,7 @@ STATUS_STYLE = {
     "error": "red",
     "timeout": "magenta",
     "crashed": "bold red",
+    "oom": "bold red",
 }
 
 

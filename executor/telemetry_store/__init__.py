@@ -126,7 +126,7 @@ class TelemetryStore:
 
     def source(self) -> TelemetrySource:
         """A `TelemetrySource` over this store, which opens window-scoped `Telemetry` handles."""
-        return TelemetrySource(self.connect())
+        return TelemetrySource(self.connect(), readable=(str(self.path),))
 
     def row_counts(self) -> dict[str, int]:
         """Rows per table that holds data."""

@@ -24,7 +24,7 @@ def test_seed_narratives_verify_and_link_every_sentence(scenario, tmp_path, monk
     record = run_investigation(
         load_alerts(case / "alert.json")[0],
         registry=load_registry(entry_point_packs=False).checked(),
-        source=TelemetrySource(con),
+        source=TelemetrySource(con, readable=[str(case / "telemetry")]),
         runtime=LocalRuntime(),
     )
     record.narrative = narrate(record)

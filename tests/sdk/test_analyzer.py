@@ -103,3 +103,27 @@ def test_fan_out_from_a_finding_field():
     def account_history(telemetry: Telemetry, account: str) -> Slow | None: ...
 
     assert spec_of(account_history).depends_on == {"suspicious_accounts"}
+
+
+def test_memory_mb_sets_the_invocations_ceiling_and_is_checked():
+    class Slow(Finding):
+        pass
+
+    @analyzer(memory_mb=512)
+    def big_join(telemetry: Telemetry) -> Slow | None:
+        return None
+
+    assert spec_of(big_join).memory_mb == 512
+
+    def greedy(telemetry: Telemetry) -> Slow | None:
+        return None
+
+    for wrong in (0, -5, 1.5, "1G", True):
+        with pytest.raises(AnalyzerDefinitionError) as caught:
+            analyzer(memory_mb=wrong)(greedy)
+        assert f"memory_mb={wrong!r} is not a positive whole number of megabytes" in str(
+            caught.value
+        )
+        assert "fix: use e.g. memory_mb=512, or leave it out for the worker's ceiling" in str(
+            caught.value
+        )
