@@ -27,6 +27,7 @@ from casebook.executor.errors import UserError
 DEFAULT_MAX_DEPTH = 64  # an Alertmanager body is 4 deep, OTLP/JSON about 12
 MAX_NUMBER_DIGITS = 40  # a longer integer is a mistake or an attack, never a measurement
 JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+UTF8_BOM = b"\xef\xbb\xbf"
 OBJECT_EXPECTED = ("model_type", "model_attributes_type", "dict_type")
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # +1 / -1 as signed bytes
@@ -65,12 +66,12 @@ def load_json(
             f"{what} nests arrays and objects {depth} levels deep; at most {max_depth} are "
             "accepted"
         )
+    skip = len(UTF8_BOM) if data.startswith(UTF8_BOM) else 0
     try:
-        text = data.decode("utf-8-sig")
+        text = data[skip:].decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise JSONInputError(
-            f"{what} is not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r})"
-        ) from None
+        at = skip + exc.start
+        raise JSONInputError(f"{what} is not UTF-8 text (byte {at}: {data[at:at + 1]!r})") from None
     try:
         return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float,
                           parse_int=_bounded_int)
