@@ -18,7 +18,14 @@ import pyarrow.csv as pcsv
 import pyarrow.json as pjson
 import pyarrow.parquet as pq
 
-from casebook.executor.ingest.files import IngestError, Loaded, open_binary, open_text, row_locator
+from casebook.executor.ingest.files import (
+    IngestError,
+    Loaded,
+    not_utf8,
+    open_binary,
+    open_text,
+    row_locator,
+)
 from casebook.sdk.schema import CORE_TABLES
 
 
@@ -56,10 +63,8 @@ def _csv_header(path: Path, file: str, delimiter: str) -> list[str] | None:
             for record in csv.reader(text, delimiter=delimiter):
                 if record:
                     return record
-    except UnicodeDecodeError as exc:
-        raise IngestError(
-            f"{file}: expected UTF-8 text, found undecodable bytes ({exc.reason})"
-        ) from None
+    except UnicodeDecodeError:
+        raise not_utf8(path, file) from None
     return None
 
 
@@ -89,10 +94,8 @@ def _explain_csv_failure(path: Path, file: str, delimiter: str, header: list[str
                     f"({', '.join(header)}), found {len(record)}; quote values that contain "
                     f"a {shown}"
                 )
-    except UnicodeDecodeError as exc:
-        raise IngestError(
-            f"{file}: expected UTF-8 text, found undecodable bytes ({exc.reason})"
-        ) from None
+    except UnicodeDecodeError:
+        raise not_utf8(path, file) from None
     except csv.Error as exc:
         raise IngestError(f"{file}: expected CSV, found {exc}") from None
 
@@ -101,6 +104,8 @@ def read_jsonl(path: Path, file: str, table: str) -> Loaded:
     """JSON lines: one object per line, blank lines ignored."""
     try:
         data = pjson.read_json(open_binary(path))
+        # The fast reader lets bytes that are not UTF-8 into its text columns.
+        data.validate(full=True)
     except (pa.ArrowInvalid, UnicodeDecodeError):
         data = _jsonl_slowly(path, file)
     lines = cache(lambda: [n for n, line in _numbered_lines(path) if line.strip()])
@@ -121,6 +126,11 @@ def _jsonl_slowly(path: Path, file: str) -> pa.Table:
                 continue
             try:
                 record = json.loads(line)
+            except RecursionError:
+                raise IngestError(
+                    f"{file} line {number}: expected one JSON object per line, found one that "
+                    "nests arrays and objects too deeply to read"
+                ) from None
             except json.JSONDecodeError as exc:
                 raise IngestError(
                     f"{file} line {number}: expected one JSON object per line, found malformed "
@@ -132,10 +142,8 @@ def _jsonl_slowly(path: Path, file: str) -> pa.Table:
                     f"{_json_kind(record)}"
                 )
             records.append(record)
-    except UnicodeDecodeError as exc:
-        raise IngestError(
-            f"{file}: expected UTF-8 text, found undecodable bytes ({exc.reason})"
-        ) from None
+    except UnicodeDecodeError:
+        raise not_utf8(path, file) from None
     names = list(dict.fromkeys(key for record in records for key in record))
     return pa.table({name: _lenient_array([r.get(name) for r in records]) for name in names})
 
