@@ -28,6 +28,7 @@ TIME_EXAMPLE = "expected RFC 3339, e.g. 2026-01-01T12:00:00Z"
 LOOKBACK = "casebook_lookback_minutes"
 LOOKAHEAD = "casebook_lookahead_minutes"
 MAX_WINDOW_MINUTES = 7 * 24 * 60
+MIN_WINDOW_MINUTES = 1
 
 
 def _string_map(value: Any) -> dict[str, str]:
@@ -137,7 +138,7 @@ def window_minutes(annotations: dict[str, str]) -> tuple[float | None, float | N
     """The lookback and lookahead an alert's annotations ask for (None when unset).
 
     Raises ValueError naming the annotation and the range when one is not a number of minutes
-    from 0 to MAX_WINDOW_MINUTES, or when both are 0.
+    from 0 to MAX_WINDOW_MINUTES, or when the two together span less than a minute.
     """
     found = []
     for name in (LOOKBACK, LOOKAHEAD):
@@ -155,9 +156,13 @@ def window_minutes(annotations: dict[str, str]) -> tuple[float | None, float | N
                 f"{MAX_WINDOW_MINUTES} (7 days)"
             )
         found.append(minutes)
-    if found[0] == 0 and found[1] == 0:
-        raise ValueError(f"{LOOKBACK} and {LOOKAHEAD} are both 0, which leaves no window")
-    return found[0], found[1]
+    back, ahead = found
+    if back is not None and ahead is not None and back + ahead < MIN_WINDOW_MINUTES:
+        raise ValueError(
+            f"{LOOKBACK} ({back:g}) and {LOOKAHEAD} ({ahead:g}) together make a window shorter "
+            f"than {MIN_WINDOW_MINUTES} minute; widen one of them"
+        )
+    return back, ahead
 
 
 def window_sides(annotations: dict[str, str]) -> tuple[timedelta | None, timedelta | None]:

@@ -19,7 +19,7 @@ from casebook.executor.alert_bodies import (
     WebhookAlert,
 )
 from casebook.executor.errors import UserError
-from casebook.executor.json_input import JSONInputError, describe_errors, load_json
+from casebook.executor.json_input import JSONInputError, describe_errors, kind_of, load_json
 from casebook.sdk.models import Alert
 
 EXPECTED = "expected an Alertmanager or Grafana webhook body, or a casebook alert object"
@@ -60,7 +60,7 @@ def detect_format(body: Any) -> str:
     """'alertmanager', 'grafana', 'grafana-legacy' or 'casebook'."""
     if not isinstance(body, dict):
         raise AlertFormatError(
-            f"expected a JSON object, found {type(body).__name__}; send one webhook body or one "
+            f"expected a JSON object, found {kind_of(body)}; send one webhook body or one "
             "casebook alert object"
         )
     if "alerts" in body:

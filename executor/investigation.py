@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from casebook.executor.alert_bodies import LATEST, window_sides
+from casebook.executor.alert_bodies import LATEST, MIN_WINDOW_MINUTES, window_sides
 from casebook.executor.errors import UserError
 from casebook.executor.observability import trace_investigation
 from casebook.executor.planner import Limits, Plan
@@ -43,10 +43,11 @@ def window_for(alert: Alert, lookback: timedelta = DEFAULT_LOOKBACK,
         raise UserError(f"alert {alert.name}: {exc}") from None
     lookback = back if back is not None else lookback
     lookahead = ahead if ahead is not None else lookahead
-    start = utc(alert.starts_at)
-    # An alert at the very end of year 9999 keeps a window that ends there.
-    end = start + lookahead if LATEST - start > lookahead else LATEST
-    return TimeWindow(start=start - lookback, end=end)
+    moment = utc(alert.starts_at)
+    # An alert at the very end of year 9999 keeps a window that ends there, a minute long.
+    end = moment + lookahead if LATEST - moment > lookahead else LATEST
+    start = min(moment - lookback, end - timedelta(minutes=MIN_WINDOW_MINUTES))
+    return TimeWindow(start=start, end=end)
 
 
 def run_investigation(

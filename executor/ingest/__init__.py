@@ -165,8 +165,12 @@ def _sniff(path: Path, file: str) -> str:
 
 
 def _conform(item: Loaded) -> Batch:
+    if "" in item.data.column_names:
+        raise IngestError(f"{item.file}: a field or column has an empty name; name every one")
     try:
         return conform(item.table, item.data)
     except SchemaError as exc:
         where = item.file if exc.row is None else f"{item.file} {item.locate(exc.row)}"
         raise IngestError(f"{where}: {exc.problem}") from None
+    except TelemetryStoreError as exc:
+        raise IngestError(f"{item.file}: {exc}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -62,6 +63,26 @@ def row_locator(lines: Callable[[], list[int]] | None = None) -> Callable[[int],
     if lines is None:
         return lambda row: f"row {row + 1}"
     return lambda row: f"line {lines()[row]}"
+
+
+def holds_lone_surrogate(source: str, value: object) -> bool:
+    """Whether JSON text decoded to `value` held an escape such as \\ud800 that is no character.
+
+    Such strings cannot be stored as UTF-8; only text with a \\uD8xx-\\uDFxx escape is checked.
+    """
+    if "\\ud" not in source and "\\uD" not in source:
+        return False
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+LONE_SURROGATE = (
+    "a \\u escape of half a UTF-16 surrogate pair (such as \\ud800), which stands for no "
+    "character; send the whole pair or the character itself"
+)
 
 
 def unreadable(path: Path, file: str, exc: BaseException) -> IngestError:

@@ -15,7 +15,15 @@ from typing import Any
 
 import pyarrow as pa
 
-from casebook.executor.ingest.files import IngestError, Loaded, head, not_utf8, open_text
+from casebook.executor.ingest.files import (
+    LONE_SURROGATE,
+    IngestError,
+    Loaded,
+    head,
+    holds_lone_surrogate,
+    not_utf8,
+    open_text,
+)
 
 OTLP_START = re.compile(rb'^(\xef\xbb\xbf)?\s*\{\s*"(resourceLogs|resourceMetrics|resourceSpans)"')
 UNKNOWN_SERVICE = "unknown_service"  # OpenTelemetry's own fallback when service.name is unset
@@ -89,6 +97,7 @@ def _documents(path: Path, file: str) -> Iterator[tuple[int, Any]]:
             return
         line += text.count("\n", counted, position)
         counted = position
+        start = position
         try:
             document, position = decoder.raw_decode(text, position)
         except RecursionError:
@@ -102,6 +111,8 @@ def _documents(path: Path, file: str) -> Iterator[tuple[int, Any]]:
                 f"collector's file exporter writes), found malformed JSON ({exc.msg} at column "
                 f"{exc.colno})"
             ) from None
+        if holds_lone_surrogate(text[start:position], document):
+            raise IngestError(f"{file} line {line}: expected text, found {LONE_SURROGATE}")
         yield line, document
 
 

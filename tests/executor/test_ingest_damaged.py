@@ -193,3 +193,16 @@ def test_temporary_files_of_live_writers_stay_and_old_ones_go(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         p.name for p in (live, elsewhere, unnamed)
     )
+
+
+def test_a_json_lines_file_whose_first_record_is_null_is_refused_not_a_crash(tmp_path, store):
+    # pyarrow's JSON reader dies with SIGSEGV on this file; ingest must never hand it over.
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf null\n{"ts": "2026-01-01T12:00:00Z", "kind": "deploy"}\n')
+    assert refused([path], store) == (
+        f"{path} line 1: expected one JSON object per line, found null"
+    )
+    path.write_bytes(b'{"ts": "2026-01-01T12:00:00Z", "kind": "deploy"}\nnull\n')
+    assert refused([path], store) == (
+        f"{path} line 2: expected one JSON object per line, found null"
+    )

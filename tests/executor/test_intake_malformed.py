@@ -109,6 +109,8 @@ MALFORMED = {
     "lookback words": (AM, webhook(window(LOOKBACK, "an hour"))),
     "lookahead -inf": (AM, webhook(window(LOOKAHEAD, "-inf"))),
     "lookahead past a week": (AM, webhook(window(LOOKAHEAD, "10081"))),
+    "window under a minute": (
+        AM, webhook(alert_with(annotations={LOOKBACK: "1e-180", LOOKAHEAD: "0"}))),
     # JSON itself
     "nested 50,000": (AM, nested(50_000)),
     "nested 100,000 in alerts": (AM, nested(100_000, "alerts")),
