@@ -180,3 +180,25 @@ def test_the_service_answers_every_body_with_202_or_4xx(client, body, path):
                 assert found.status_code == 202  # queued, not lost
     else:
         assert answer.json()["error"]
+
+
+def depth_of(value) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(depth_of, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(depth_of, value), default=0)
+    return 0
+
+
+tricky_text = st.text(alphabet='[]{}"\\ab\n', max_size=12)
+tricky_values = st.recursive(
+    st.none() | st.integers() | tricky_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(tricky_text, inner, max_size=3),
+    max_leaves=15,
+)
+
+
+@FUZZ
+@given(tricky_values, st.booleans())
+def test_the_depth_scan_agrees_with_the_parsed_value(value, ascii_only):
+    assert nesting_depth(json.dumps(value, ensure_ascii=ascii_only).encode()) == depth_of(value)
