@@ -2,6 +2,7 @@
 the service stays up, and every alert it accepted is investigated, never lost."""
 
 import json
+from pathlib import Path
 
 import pytest
 from test_intake_app import (
@@ -292,3 +293,40 @@ def test_the_cli_refuses_a_bad_alert_file_in_one_red_line(tmp_path, store):
         f"error: {path} nests arrays and objects 100001 levels deep; at most 64 are accepted; "
         "expected an Alertmanager or Grafana webhook body, or a casebook alert object"
     )
+
+
+@pytest.mark.slow
+def test_a_real_server_answers_the_corpus_with_4xx_and_no_traceback(tmp_path, store):
+    from urllib.error import HTTPError
+    from urllib.request import Request, urlopen
+
+    from test_intake_end_to_end import Served, call, wait_for
+
+    served = Served(tmp_path, store)
+    try:
+        statuses = {}
+        for name, (path, body) in MALFORMED.items():
+            raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+            request = Request(f"{served.url}{path}", data=raw, method="POST",
+                              headers={"Content-Type": "application/json"})
+            try:
+                with urlopen(request, timeout=10) as answer:
+                    statuses[name] = answer.status
+            except HTTPError as error:
+                statuses[name] = error.code
+        assert {n: s for n, s in statuses.items() if s not in (400, 413, 422)} == {}
+        assert call("GET", f"{served.url}/healthz")[0] == 200
+        status, answer = call("POST", f"{served.url}{AM}", webhook(*EDGES.values()))
+        assert status == 202 and answer["accepted"] == len(EDGES)
+        accepted = {a["investigation_id"] for a in answer["alerts"]}
+
+        def finished():
+            listed = call("GET", f"{served.url}/api/investigations")[1]
+            done = {r["id"] for r in listed["investigations"] if r["status"] == "done"}
+            return accepted <= done
+
+        wait_for(finished, 120, "every accepted alert investigated")
+    finally:
+        served.stop()
+    log = Path(served.log.name).read_text()
+    assert "Traceback" not in log and "Exception in ASGI application" not in log
