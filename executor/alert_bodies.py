@@ -47,7 +47,7 @@ def _scalar_text(value: Any, key: Any) -> str:
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (int, float)) and math.isfinite(value):
+    if isinstance(value, int) or isinstance(value, float) and math.isfinite(value):
         return str(value)
     raise PydanticCustomError(
         "string_map", "expected an object of string values, got {found} at key {key}",
@@ -58,7 +58,7 @@ def _scalar_text(value: Any, key: Any) -> str:
 def _text(value: Any) -> str:
     if value is None:
         return ""
-    if isinstance(value, (str, bool)) or isinstance(value, (int, float)) and math.isfinite(value):
+    if isinstance(value, (str, int)) or isinstance(value, float) and math.isfinite(value):
         return _scalar_text(value, "")
     raise PydanticCustomError("text", "expected a string, got {found}", {"found": kind_of(value)})
 
@@ -76,10 +76,10 @@ def moment(value: Any) -> datetime:
     """An RFC 3339 time (nanoseconds allowed) or epoch seconds/milliseconds, as UTC in range."""
     shown = repr(value)[:80]
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):
             raise _not_a_time(shown)
-        seconds = value / 1000 if abs(value) > 1e11 else value
         try:
+            seconds = value / 1000 if abs(value) > 1e11 else value
             parsed = datetime.fromtimestamp(seconds, UTC)
         except (OverflowError, OSError, ValueError):
             raise _out_of_range(shown) from None
