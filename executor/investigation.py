@@ -7,13 +7,15 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from casebook.executor.alert_bodies import LATEST, MIN_WINDOW_MINUTES, window_sides
+from casebook.executor.errors import UserError
 from casebook.executor.observability import trace_investigation
 from casebook.executor.planner import Limits, Plan
 from casebook.executor.ranking import rank_causes
 from casebook.executor.record import FindingRecord, InvestigationRecord, InvocationRecord
 from casebook.executor.runtime import RunContext, Runtime
 from casebook.sdk.invocation import Outcome, Status
-from casebook.sdk.models import Alert, TimeWindow
+from casebook.sdk.models import Alert, TimeWindow, utc
 from casebook.sdk.registry import Registry
 from casebook.sdk.telemetry import TelemetrySource
 
@@ -35,12 +37,17 @@ def window_for(alert: Alert, lookback: timedelta = DEFAULT_LOOKBACK,
     An alert may set its own with the annotations `casebook_lookback_minutes` and
     `casebook_lookahead_minutes`.
     """
-    notes = alert.annotations
-    if "casebook_lookback_minutes" in notes:
-        lookback = timedelta(minutes=float(notes["casebook_lookback_minutes"]))
-    if "casebook_lookahead_minutes" in notes:
-        lookahead = timedelta(minutes=float(notes["casebook_lookahead_minutes"]))
-    return TimeWindow.around(alert.starts_at, lookback, lookahead)
+    try:
+        back, ahead = window_sides(alert.annotations)
+    except ValueError as exc:  # intake refuses these; an alert built in code may still hold one
+        raise UserError(f"alert {alert.name}: {exc}") from None
+    lookback = back if back is not None else lookback
+    lookahead = ahead if ahead is not None else lookahead
+    moment = utc(alert.starts_at)
+    # An alert at the very end of year 9999 keeps a window that ends there, a minute long.
+    end = moment + lookahead if LATEST - moment > lookahead else LATEST
+    start = min(moment - lookback, end - timedelta(minutes=MIN_WINDOW_MINUTES))
+    return TimeWindow(start=start, end=end)
 
 
 def run_investigation(

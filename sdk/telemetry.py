@@ -320,7 +320,8 @@ class TelemetrySource:
             existing = self._windows.get(key)
             if existing:
                 return existing
-            schema = f"w{len(self._windows)}_{int(window.start.timestamp())}"
+            # A window before 1970 has a negative timestamp; "-" cannot stand in a name.
+            schema = f"w{len(self._windows)}_{int(window.start.timestamp())}".replace("-", "m")
             con = self.connection
             con.execute(f"create schema if not exists {schema}")
             start = window.start.replace(tzinfo=None)

@@ -39,7 +39,8 @@ def investigate(
     markdown: Annotated[Path | None, typer.Option("--markdown", help="Also write a Markdown report here.")] = None,
     pack: PackOption = None,
     ray_address: RayOption = None,
-    lookback: Annotated[float | None, typer.Option(help="Minutes of history before the alert.")] = None,
+    lookback: Annotated[float | None, typer.Option(
+        min=0, max=7 * 24 * 60, help="Minutes of history before the alert (at most 7 days).")] = None,
     deadline: Annotated[float, typer.Option(help="Seconds after which the report is made from what finished.")] = 600.0,
     otel: Annotated[str | None, typer.Option(
         "--otel", envvar="CASEBOOK_OTEL",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from casebook.executor.ingest.files import IngestError, Loaded, head
+from casebook.executor.ingest.files import DECODE_ERRORS, IngestError, Loaded, head, unreadable
 from casebook.executor.ingest.otlp import is_otlp, read_otlp
 from casebook.executor.ingest.tabular import read_csv, read_jsonl, read_parquet
 from casebook.executor.telemetry_store import (
@@ -25,6 +25,7 @@ from casebook.executor.telemetry_store import (
     check_table_name,
     conform,
 )
+from casebook.executor.telemetry_store.temp_files import remove_stale_temp_files
 
 __all__ = ["IngestError", "IngestReport", "ingest"]
 
@@ -71,6 +72,8 @@ def ingest(
     batches = [_conform(item) for item in loaded]
     if target is None:
         target = TelemetryStore.open(store, create=True)  # type: ignore[arg-type]
+    elif target.layout == "parquet":
+        remove_stale_temp_files(target.path)  # what an ingest killed mid-write left behind
     target.write(batches)
     return [
         IngestReport(item.file, item.table, item.format, batch.rows, *batch.time_range())
@@ -129,6 +132,13 @@ def _table_of(path: Path, file: str) -> str:
 
 
 def _load(path: Path, file: str, table: str | None) -> list[Loaded]:
+    try:
+        return _read(path, file, table)
+    except DECODE_ERRORS as exc:  # a damaged file: say where, never a traceback
+        raise unreadable(path, file, exc) from None
+
+
+def _read(path: Path, file: str, table: str | None) -> list[Loaded]:
     kind = _format_of(path) or _sniff(path, file)
     if kind == "json" and is_otlp(path):
         if table is not None:
@@ -155,8 +165,12 @@ def _sniff(path: Path, file: str) -> str:
 
 
 def _conform(item: Loaded) -> Batch:
+    if "" in item.data.column_names:
+        raise IngestError(f"{item.file}: a field or column has an empty name; name every one")
     try:
         return conform(item.table, item.data)
     except SchemaError as exc:
         where = item.file if exc.row is None else f"{item.file} {item.locate(exc.row)}"
         raise IngestError(f"{where}: {exc.problem}") from None
+    except TelemetryStoreError as exc:
+        raise IngestError(f"{item.file}: {exc}") from None

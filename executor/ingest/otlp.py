@@ -15,7 +15,15 @@ from typing import Any
 
 import pyarrow as pa
 
-from casebook.executor.ingest.files import IngestError, Loaded, head, open_text
+from casebook.executor.ingest.files import (
+    LONE_SURROGATE,
+    IngestError,
+    Loaded,
+    head,
+    holds_lone_surrogate,
+    not_utf8,
+    open_text,
+)
 
 OTLP_START = re.compile(rb'^(\xef\xbb\xbf)?\s*\{\s*"(resourceLogs|resourceMetrics|resourceSpans)"')
 UNKNOWN_SERVICE = "unknown_service"  # OpenTelemetry's own fallback when service.name is unset
@@ -55,6 +63,10 @@ def read_otlp(path: Path, file: str) -> list[Loaded]:
                     for row in parse(resource, where):
                         rows[table].append(row)
                         lines[table].append(line)
+        except RecursionError:
+            raise IngestError(
+                f"{where}: expected OTLP/JSON, found values nested too deeply to read"
+            ) from None
         except (ValueError, TypeError, AttributeError) as exc:
             raise IngestError(
                 f"{where}: expected OTLP/JSON as the collector writes it, found a value it "
@@ -74,10 +86,8 @@ def _documents(path: Path, file: str) -> Iterator[tuple[int, Any]]:
     try:
         with open_text(path) as handle:
             text = handle.read()
-    except UnicodeDecodeError as exc:
-        raise IngestError(
-            f"{file}: expected UTF-8 text, found undecodable bytes ({exc.reason})"
-        ) from None
+    except UnicodeDecodeError:
+        raise not_utf8(path, file) from None
     decoder = json.JSONDecoder()
     position, line, counted = 0, 1, 0
     while True:
@@ -87,14 +97,22 @@ def _documents(path: Path, file: str) -> Iterator[tuple[int, Any]]:
             return
         line += text.count("\n", counted, position)
         counted = position
+        start = position
         try:
             document, position = decoder.raw_decode(text, position)
+        except RecursionError:
+            raise IngestError(
+                f"{file} line {line}: expected OTLP/JSON, found a document that nests arrays "
+                "and objects too deeply to read"
+            ) from None
         except json.JSONDecodeError as exc:
             raise IngestError(
                 f"{file} line {exc.lineno}: expected OTLP/JSON (one object per line, as the "
                 f"collector's file exporter writes), found malformed JSON ({exc.msg} at column "
                 f"{exc.colno})"
             ) from None
+        if holds_lone_surrogate(text[start:position], document):
+            raise IngestError(f"{file} line {line}: expected text, found {LONE_SURROGATE}")
         yield line, document
 
 

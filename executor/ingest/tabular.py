@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -18,8 +19,20 @@ import pyarrow.csv as pcsv
 import pyarrow.json as pjson
 import pyarrow.parquet as pq
 
-from casebook.executor.ingest.files import IngestError, Loaded, open_binary, open_text, row_locator
+from casebook.executor.ingest.files import (
+    LONE_SURROGATE,
+    IngestError,
+    Loaded,
+    holds_lone_surrogate,
+    not_utf8,
+    open_binary,
+    open_text,
+    row_locator,
+)
 from casebook.sdk.schema import CORE_TABLES
+
+CHUNK = 1 << 20
+NULL_RECORD = re.compile(rb"(?m)^(?:\xef\xbb\xbf)?[ \t\r]*null[ \t\r]*$")
 
 
 def read_csv(path: Path, file: str, table: str, delimiter: str = ",") -> Loaded:
@@ -56,10 +69,8 @@ def _csv_header(path: Path, file: str, delimiter: str) -> list[str] | None:
             for record in csv.reader(text, delimiter=delimiter):
                 if record:
                     return record
-    except UnicodeDecodeError as exc:
-        raise IngestError(
-            f"{file}: expected UTF-8 text, found undecodable bytes ({exc.reason})"
-        ) from None
+    except UnicodeDecodeError:
+        raise not_utf8(path, file) from None
     return None
 
 
@@ -89,22 +100,49 @@ def _explain_csv_failure(path: Path, file: str, delimiter: str, header: list[str
                     f"({', '.join(header)}), found {len(record)}; quote values that contain "
                     f"a {shown}"
                 )
-    except UnicodeDecodeError as exc:
-        raise IngestError(
-            f"{file}: expected UTF-8 text, found undecodable bytes ({exc.reason})"
-        ) from None
+    except UnicodeDecodeError:
+        raise not_utf8(path, file) from None
     except csv.Error as exc:
         raise IngestError(f"{file}: expected CSV, found {exc}") from None
 
 
 def read_jsonl(path: Path, file: str, table: str) -> Loaded:
     """JSON lines: one object per line, blank lines ignored."""
-    try:
-        data = pjson.read_json(open_binary(path))
-    except (pa.ArrowInvalid, UnicodeDecodeError):
+    if _holds_null_record(path):
+        # pyarrow 26's reader crashes the process (SIGSEGV) when the first record is `null`
+        # and takes a later one as an empty row; the careful reader names the line instead.
         data = _jsonl_slowly(path, file)
+    else:
+        try:
+            data = pjson.read_json(open_binary(path))
+            # The fast reader lets bytes that are not UTF-8 into its text columns.
+            data.validate(full=True)
+            if any(_holds_empty_struct(f.type) for f in data.schema):
+                raise pa.ArrowInvalid("an empty object, which DuckDB cannot hold as a struct")
+        except (pa.ArrowInvalid, UnicodeDecodeError):
+            data = _jsonl_slowly(path, file)  # objects become JSON text there
     lines = cache(lambda: [n for n, line in _numbered_lines(path) if line.strip()])
     return Loaded(file, table, data, "jsonl", row_locator(lines))
+
+
+def _holds_empty_struct(kind: pa.DataType) -> bool:
+    if pa.types.is_struct(kind):
+        return kind.num_fields == 0 or any(_holds_empty_struct(f.type) for f in kind)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return _holds_empty_struct(kind.value_type)
+    return False
+
+
+def _holds_null_record(path: Path) -> bool:
+    carry = b""
+    with open_binary(path) as stream:
+        while chunk := stream.read(CHUNK):
+            data = carry + chunk
+            cut = data.rfind(b"\n") + 1
+            if NULL_RECORD.search(data, 0, cut):
+                return True
+            carry = data[cut:]
+    return bool(NULL_RECORD.search(carry))
 
 
 def _numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -121,6 +159,11 @@ def _jsonl_slowly(path: Path, file: str) -> pa.Table:
                 continue
             try:
                 record = json.loads(line)
+            except RecursionError:
+                raise IngestError(
+                    f"{file} line {number}: expected one JSON object per line, found one that "
+                    "nests arrays and objects too deeply to read"
+                ) from None
             except json.JSONDecodeError as exc:
                 raise IngestError(
                     f"{file} line {number}: expected one JSON object per line, found malformed "
@@ -131,11 +174,11 @@ def _jsonl_slowly(path: Path, file: str) -> pa.Table:
                     f"{file} line {number}: expected one JSON object per line, found "
                     f"{_json_kind(record)}"
                 )
+            if holds_lone_surrogate(line, record):
+                raise IngestError(f"{file} line {number}: expected text, found {LONE_SURROGATE}")
             records.append(record)
-    except UnicodeDecodeError as exc:
-        raise IngestError(
-            f"{file}: expected UTF-8 text, found undecodable bytes ({exc.reason})"
-        ) from None
+    except UnicodeDecodeError:
+        raise not_utf8(path, file) from None
     names = list(dict.fromkeys(key for record in records for key in record))
     return pa.table({name: _lenient_array([r.get(name) for r in records]) for name in names})
 

@@ -138,7 +138,7 @@ def create_app(service: IntakeService, *, run_worker: bool = True) -> FastAPI:
         try:
             receipts = await run_in_threadpool(service.accept, body, source, manual=manual)
         except AlertFormatError as exc:
-            raise RequestProblem(400, str(exc), "invalid") from None
+            raise RequestProblem(exc.status, str(exc), "invalid") from None
         except QueueFull as exc:
             raise RequestProblem(
                 503, str(exc), "queue_full", {"Retry-After": RETRY_AFTER_S}

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
+
+from casebook.executor.json_input import DEFAULT_MAX_DEPTH, JSONInputError, load_json
 
 
 class RequestProblem(Exception):
@@ -57,15 +58,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_json(raw: bytes) -> Any:
-    """The body as JSON, or a 400 that says where it broke."""
+def parse_json(raw: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
+    """The body as JSON, or a 400 that says where it broke (or that it nests too deeply)."""
     try:
-        return json.loads(raw)
-    except UnicodeDecodeError:
-        raise RequestProblem(400, "the body is not UTF-8 text", "invalid") from None
-    except json.JSONDecodeError as exc:
-        raise RequestProblem(
-            400,
-            f"the body is not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
-            "invalid",
-        ) from None
+        return load_json(raw, max_depth=max_depth)
+    except JSONInputError as exc:
+        raise RequestProblem(exc.status, str(exc), "invalid") from None

@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qs
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from casebook.executor.intake.bodies import RequestProblem, parse_json
+from casebook.executor.intake.bodies import RequestProblem
+from casebook.executor.intake.validation import read_model, validate_model
 
 FORM = "application/x-www-form-urlencoded"
 FINDING_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -21,6 +22,7 @@ EXPECTED = (
 )
 TRUE_WORDS = {"true", "1", "yes", "on"}
 FALSE_WORDS = {"false", "0", "no", "off"}
+FEEDBACK_DEPTH = 4  # the feedback object is flat
 
 
 class Feedback(BaseModel):
@@ -35,15 +37,10 @@ class Feedback(BaseModel):
 
 def read_feedback(raw: bytes, content_type: str, investigation_id: str) -> Feedback:
     """The feedback in a JSON or form body, or a RequestProblem that says what is wrong."""
-    data = _form_fields(raw, investigation_id) if content_type == FORM else parse_json(raw)
-    try:
-        given = Feedback.model_validate(data)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(p) for p in error.get("loc", ())) or "body"
-        raise RequestProblem(
-            422, f"{where}: {error.get('msg')}; expected {EXPECTED}", "invalid"
-        ) from None
+    if content_type == FORM:
+        given = validate_model(_form_fields(raw, investigation_id), Feedback, expected=EXPECTED)
+    else:
+        given = read_model(raw, Feedback, max_depth=FEEDBACK_DEPTH, expected=EXPECTED)
     if given.finding_id is not None and not FINDING_ID.fullmatch(given.finding_id):
         raise RequestProblem(
             404,

@@ -123,7 +123,7 @@ class IntakeService:
                 alerts, source, manual=manual, cooldown_s=self.config.cooldown_s
             )
         except QueueFull:
-            self.metrics.rejected.labels("queue_full").inc()
+            # The refusal itself is counted once, with the answer, in casebook_requests_rejected.
             self.metrics.received.labels(source, "rejected_queue_full").inc(len(alerts))
             raise
         for receipt in receipts:

@@ -27,6 +27,7 @@ from casebook.executor.telemetry_store.conformance import (
     memory_connection,
     sql_text,
 )
+from casebook.executor.telemetry_store.temp_files import temp_path
 from casebook.sdk.schema import CORE_TABLES, time_column_of
 from casebook.sdk.telemetry import RAW_SCHEMA, TelemetrySource
 
@@ -188,7 +189,7 @@ class TelemetryStore:
                     created.append(folder)
                 name = f"part-{stamp}-{uuid.uuid4().hex[:12]}.parquet"
                 # The temporary name does not match `*.parquet`, so readers never see it.
-                temp = folder / f".{name}.tmp"
+                temp = temp_path(folder / name)
                 staged.append((temp, folder / name))
                 con.register(f"batch_{index}", batch.data)
                 con.execute(

@@ -43,7 +43,7 @@ def test_grafana_and_casebook_bodies():
 def test_malformed_bodies_get_errors_that_name_the_field():
     with pytest.raises(AlertFormatError) as caught:
         parse_alerts({"alerts": [{"labels": {"alertname": "X"}, "startsAt": "yesterday"}]})
-    assert str(caught.value) == ("body: alerts[0]: startsAt 'yesterday' is not a time; "
+    assert str(caught.value) == ("body: alerts[0].startsAt: 'yesterday' is not a time; "
                                  "expected RFC 3339, e.g. 2026-01-01T12:00:00Z")
     with pytest.raises(AlertFormatError, match=r"alerts\[0\] has no 'alertname' label"):
         parse_alerts({"alerts": [{"labels": {}, "startsAt": "2026-01-01T00:00:00Z"}]})

@@ -140,5 +140,5 @@ def test_what_becomes_of_a_new_alert():
 def test_a_body_without_alerts_is_refused_with_the_reason():
     broken = body("prom_post_request.json")
     broken["alerts"] = {"not": "a list"}
-    with pytest.raises(AlertFormatError, match="^body: 'alerts' must be a list, found dict$"):
+    with pytest.raises(AlertFormatError, match="^body: alerts: expected a list of alert objects, got an object$"):
         parse_alerts(broken)
