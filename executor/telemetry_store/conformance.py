@@ -51,6 +51,8 @@ class Batch:
     table: str
     data: pa.Table
     time_column: str | None
+    key: str | None = None  # identifies the batch: one the store already took in is skipped
+    duplicate: bool = False  # set on what append() returns when the key was taken in before
 
     @property
     def rows(self) -> int:
