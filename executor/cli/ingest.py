@@ -66,10 +66,13 @@ def ingest_command(
         for report in reports:
             shown = Path(report.file).name if summary.title.startswith("ingested from") \
                 else report.file
-            rows = f"{report.rows:,}" if report.added else "already ingested"
-            summary.add_row(shown, report.table, rows,
+            summary.add_row(shown, report.table, f"{report.rows if report.added else 0:,}",
                             _moment(report.start), _moment(report.end))  # fmt: skip
-        Console().print(summary)
+        console = Console()
+        console.print(summary)
+        for file in dict.fromkeys(r.file for r in reports):
+            if not any(r.added for r in reports if r.file == file):
+                console.print(f"{file}: already ingested, nothing added", soft_wrap=True)
 
 
 def _moment(value: datetime | None) -> str:

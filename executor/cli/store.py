@@ -38,9 +38,13 @@ def compact(
 
         store = TelemetryStore.open(telemetry)
         done = store.compact(parse_retention(retention), grace=timedelta(minutes=grace))
-        summary = Table(title=f"compacted {store.url}", title_justify="left")
+        summary = Table()
         for column in ("table", "merged", "written", "dropped", "deleted"):
             summary.add_column(column, justify="left" if column == "table" else "right")
         for c in done:
             summary.add_row(c.table, str(c.merged), str(c.written), str(c.dropped), str(c.deleted))
-        Console().print(summary if done else f"{store.url}: no tables to compact")
+        console = Console()
+        console.print(f"compacted {store.url}" if done else f"{store.url}: no tables to compact",
+                      soft_wrap=True)  # fmt: skip
+        if done:
+            console.print(summary)

@@ -279,10 +279,11 @@ class TelemetryStore:
             return []
         cutoff = (datetime.now(UTC) - retention).replace(tzinfo=None)
         done = []
+        tables = self.tables()
         con = self._duckdb_writer()
         try:
             con.execute("begin transaction")
-            for table in self.tables():
+            for table in tables:
                 columns = [d[0] for d in con.execute(f'describe main."{table}"').fetchall()]
                 column = time_column_of(table, columns)
                 if column is None:
