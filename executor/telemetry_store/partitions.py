@@ -24,7 +24,7 @@ from casebook.executor.telemetry_store.conformance import (
     Batch,
     TelemetryStoreError,
     ident,
-    memory_connection,
+    scratch_connection,
     sql_text,
 )
 from casebook.executor.telemetry_store.location import Location
@@ -59,7 +59,7 @@ class ParquetTables:
         self.location = location
 
     def connection(self) -> duckdb.DuckDBPyConnection:
-        con = memory_connection()
+        con = scratch_connection()
         self.location.configure(con)
         return con
 
