@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import os
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -106,8 +107,10 @@ class Location:
 
     @contextlib.contextmanager
     def lock(self, relative: str) -> Iterator[None]:
-        """Hold the writers' lock (object stores have none: one compaction at a time)."""
-        yield
+        """Hold the writers' lock: threads of this process always; on a disk, processes too
+        (object stores have no locks: one writing process at a time)."""
+        with _thread_lock(self.url(relative)):
+            yield
 
     def configure(self, con: duckdb.DuckDBPyConnection) -> None:
         """Let a DuckDB connection read and write this location."""
@@ -184,7 +187,7 @@ class LocalLocation(Location):
     def lock(self, relative: str) -> Iterator[None]:
         path = self.root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a") as handle:
+        with _thread_lock(str(path)), path.open("a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
@@ -310,6 +313,15 @@ class S3Location(Location):
             f"create or replace secret casebook_store (type s3, {', '.join(options)}, "
             f"scope {sql_text('s3://' + self.bucket)})"
         )
+
+
+_thread_locks: dict[str, threading.Lock] = {}
+_thread_locks_guard = threading.Lock()
+
+
+def _thread_lock(name: str) -> threading.Lock:
+    with _thread_locks_guard:
+        return _thread_locks.setdefault(name, threading.Lock())
 
 
 def load_httpfs(con: duckdb.DuckDBPyConnection) -> None:
