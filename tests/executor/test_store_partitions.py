@@ -206,6 +206,34 @@ def test_readers_never_see_half_a_write_or_a_compaction(store):
     assert store.row_counts() == {"logs": batches * 10}
 
 
+def test_writers_in_threads_and_processes_lose_nothing(store, tmp_path):
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, pyarrow as pa, datetime as d\n"
+        "from casebook.executor.telemetry_store import TelemetryStore\n"
+        "s = TelemetryStore.open(sys.argv[1])\n"
+        "t = d.datetime.fromisoformat(sys.argv[2])\n"
+        "for i in range(4):\n"
+        "    s.append('logs', pa.table({'ts': [t], 'service': ['a'], 'level': ['info'],"
+        " 'message': [str(i)]}), key=f'p{i}')\n"
+    )
+    other = subprocess.Popen([sys.executable, "-c", script, store.url, NOW.isoformat()])
+
+    def write(worker: int) -> None:
+        for index in range(4):
+            store.append("logs", logs(NOW), key=f"t{worker}-{index}")
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert other.wait(60) == 0
+    assert store.row_counts() == {"logs": 16}
+
+
 def test_an_unsupported_scheme_is_refused_with_the_fix(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for location in ("gs://bucket/store", "http://host/store", "ftp://host/store"):

@@ -146,3 +146,47 @@ def test_investigate_reads_a_store_on_s3(s3, tmp_path):
 def test_a_missing_bucket_is_named(s3):
     with pytest.raises(TelemetryStoreError, match="no bucket nowhere at the S3 endpoint"):
         TelemetryStore.open("s3://nowhere/store", create=True)
+
+
+def test_serve_investigates_alerts_over_a_store_on_s3(s3, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from casebook.executor.intake.app import create_app
+    from casebook.executor.intake.config import IntakeConfig
+    from casebook.executor.intake.service import IntakeService
+
+    case = kv_cache.generate(tmp_path / "case")
+    location = f"s3://{BUCKET}/serve"
+    files = [str(p) for p in sorted((case / "telemetry").glob("*.parquet"))]
+    assert CliRunner().invoke(app, ["ingest", *files, "--telemetry", location]).exit_code == 0
+    config = IntakeConfig(telemetry=location, db=tmp_path / "results.duckdb", local=True)
+    assert config.telemetry == location
+    service = IntakeService.open(config)
+    body = json.loads((case / "alert.json").read_text())
+    with TestClient(create_app(service, run_worker=False), base_url="http://127.0.0.1") as client:
+        answer = client.post("/webhook/alertmanager", json=body)
+        assert answer.status_code == 202, answer.text
+        ident = answer.json()["alerts"][0]["investigation_id"]
+        while service.worker.run_once():
+            pass
+        record = client.get(f"/api/investigations/{ident}").json()
+    expected = json.loads((case / "expected.json").read_text())["causes"][0]
+    assert record["status"] == "done"
+    assert record["causes"][0]["entity"] == expected["entity"]
+
+
+def test_threads_writing_to_one_s3_store_lose_nothing(s3):
+    import threading
+
+    store = TelemetryStore.open(f"s3://{BUCKET}/threads", create=True)
+
+    def write(worker: int) -> None:
+        for index in range(3):
+            store.append("logs", logs(NOW, NOW), key=f"{worker}-{index}")
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert store.row_counts() == {"logs": 18}
