@@ -176,7 +176,14 @@ class LocalLocation(Location):
             folder = folder.parent
 
     def prepare_write(self, relative: str) -> None:
-        (self.root / relative).parent.mkdir(parents=True, exist_ok=True)
+        folder = (self.root / relative).parent
+        missing = []
+        while not folder.exists() and folder != self.root:
+            missing.append(folder)
+            folder = folder.parent
+        for created in reversed(missing):
+            created.mkdir(exist_ok=True)
+            _fsync(created.parent)  # a new table's or hour's folder survives a crash too
 
     def settle(self, relative: str) -> None:
         path = self.root / relative
