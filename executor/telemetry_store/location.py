@@ -25,6 +25,7 @@ import duckdb
 from casebook.executor.telemetry_store.conformance import TelemetryStoreError, sql_text
 
 SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+HALF_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):(?!//)")  # two letters or more: not C:
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,12 @@ def location_of(location: str | os.PathLike[str]) -> Location:
     text = os.fspath(location)
     match = SCHEME.match(text)
     if match is None:
+        half = HALF_URL.match(text)
+        if half is not None:  # `s3:/bucket` (a slash lost on the way) would become a folder `s3:`
+            raise TelemetryStoreError(
+                f"unsupported store location {text}: use a local path or s3://bucket/prefix "
+                f"(for object storage write {half.group(1)}://..., with two slashes)"
+            )
         return LocalLocation(Path(text).expanduser().resolve())
     if match.group(1).lower() != "s3":
         raise TelemetryStoreError(

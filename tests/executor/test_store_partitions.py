@@ -242,6 +242,12 @@ def test_an_unsupported_scheme_is_refused_with_the_fix(tmp_path, monkeypatch):
         assert str(error.value) == (
             f"unsupported store location {location}: use a local path or s3://bucket/prefix"
         )
+    with pytest.raises(TelemetryStoreError) as error:
+        TelemetryStore.open("s3:/bucket/store", create=True)
+    assert str(error.value) == (
+        "unsupported store location s3:/bucket/store: use a local path or s3://bucket/prefix "
+        "(for object storage write s3://..., with two slashes)"
+    )
     (tmp_path / "logs.csv").write_text(f"ts,service,level,message\n{NOW.isoformat()},a,info,m\n")
     result = CliRunner().invoke(app, ["ingest", "logs.csv", "--telemetry", "gs://bucket/store"])
     assert result.exit_code != 0
