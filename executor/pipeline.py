@@ -63,7 +63,7 @@ def investigate(
     window = window_for(alert, **kwargs)
     record = run_investigation(
         alert, registry=registry, source=store.source(), runtime=runtime, window=window,
-        limits=limits, store_path=str(telemetry), packs=list(packs),
+        limits=limits, store_path=store.url, packs=list(packs),
         investigation_id=investigation_id, progress=progress,
     )
     if narrate:

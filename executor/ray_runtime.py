@@ -185,7 +185,7 @@ class RayRuntime:
             self._version,
             context.alert,
             context.window,
-            str(context.store_path),
+            _absolute(str(context.store_path)),
             token,
             tuple(sys.path),
             prepared,
@@ -523,3 +523,10 @@ def _death_reason(exc: Exception) -> str:
         f"the worker process exited unexpectedly{f' ({kind.group(1)})' if kind else ''}: "
         "a crash in native code, os._exit() or the kernel's out-of-memory killer"
     )
+
+
+def _absolute(store_path: str) -> str:
+    """A store path as workers elsewhere can open it: absolute, or a URL (s3://...) as it is."""
+    import os
+
+    return store_path if "://" in store_path else os.path.abspath(os.path.expanduser(store_path))

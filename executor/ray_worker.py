@@ -70,7 +70,7 @@ class InvestigationWorker:
         self._threads = duckdb_threads
         self._guard = MemoryGuard(worker_ceiling_mb(memory_mb))
         self._registries: dict[str, Registry] = {}
-        self._sources: dict[str, tuple[tuple[str, ...], TelemetrySource, int]] = {}
+        self._sources: dict[str, tuple[dict[str, tuple[str, ...]], TelemetrySource, int]] = {}
         self._open: dict[str, OpenInvestigation] = {}
         self._current: tuple[int, int, float] | None = None
         self._last: tuple[int, int] | None = None  # (batch id, last index to run) once cut
@@ -213,25 +213,26 @@ class InvestigationWorker:
         return registry
 
     def _source(self, store_path: str) -> TelemetrySource:
-        """The connection to a store, kept between investigations while its tables stay.
+        """The connection to a store, kept between investigations while its files stay.
 
-        A DuckDB-file store is opened per investigation: a connection held open would keep
-        `casebook ingest` from writing to it.
+        A Parquet store's connection reads the files its manifests named when it was made, so
+        it is kept only while they are still the same. A DuckDB-file store is opened per
+        investigation: a connection held open would keep `casebook ingest` from writing to it.
         """
         from casebook.executor.telemetry_store import TelemetryStore
 
         store = TelemetryStore.open(store_path)
-        tables = tuple(store.tables())
+        snapshot = store.snapshot()
         kept = self._sources.pop(store_path, None)
         if kept is not None:
-            if kept[0] == tables and kept[2] < WINDOWS_PER_CONNECTION:
-                self._sources[store_path] = (tables, kept[1], kept[2] + 1)
+            if kept[0] == snapshot and kept[2] < WINDOWS_PER_CONNECTION:
+                self._sources[store_path] = (snapshot, kept[1], kept[2] + 1)
                 return kept[1]
             kept[1].connection.close()
-        source = store.source()
+        source = store.source(snapshot)
         self._limit(source)
         if store.layout == "parquet":
-            self._sources[store_path] = (tables, source, 1)
+            self._sources[store_path] = (snapshot, source, 1)
         return source
 
     def _prepared_source(self, store_path: str, prepared: PreparedWindow) -> TelemetrySource:

@@ -47,6 +47,7 @@ COMMAND_MODULES = (
     "datasets",
     "demo",
     "analyzers",
+    "store",
 )
 
 for _name in COMMAND_MODULES:

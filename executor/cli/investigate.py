@@ -9,9 +9,9 @@ import typer
 
 from casebook.executor.cli.errors import reported
 
-TelemetryOption = Annotated[Path, typer.Option(
-    "--telemetry", "-t", envvar="CASEBOOK_TELEMETRY",
-    help="Telemetry store: a Parquet directory or a .duckdb file.")]
+TelemetryOption = Annotated[str, typer.Option(
+    "--telemetry", "-t", envvar="CASEBOOK_TELEMETRY", metavar="PATH",
+    help="Telemetry store: a Parquet directory, s3://bucket/prefix, or a .duckdb file.")]
 DbOption = Annotated[Path, typer.Option(
     "--db", envvar="CASEBOOK_DB", help="Results database (DuckDB).")]
 PackOption = Annotated[list[str] | None, typer.Option(

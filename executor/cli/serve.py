@@ -93,6 +93,17 @@ def serve(
     log_level: Annotated[
         str, typer.Option(help="critical, error, warning, info or debug.")
     ] = "info",
+    retention: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CASEBOOK_RETENTION", metavar="DURATION", show_default=False,
+            help="Drop telemetry hours older than this (e.g. 14d) when compacting the store.",
+        ),
+    ] = None,
+    compact_interval: Annotated[
+        float,
+        typer.Option(min=0, help="Seconds between compactions of the telemetry store (0: never)."),
+    ] = 300.0,
 ) -> None:
     """Receive Alertmanager and Grafana webhooks, investigate each alert, serve the reports."""
     import logging
@@ -123,6 +134,9 @@ def serve(
             max_body_bytes=max_body_bytes,
             retention_days=retention_days,
         )
+        from casebook.executor.telemetry_store.upkeep import StoreUpkeep, parse_retention
+
+        kept = parse_retention(retention)
         _log_to_stderr(log_level)
         service = IntakeService.open(config)
     import uvicorn
@@ -141,6 +155,9 @@ def serve(
             file=sys.stderr,
             flush=True,
         )
+    upkeep = None
+    if compact_interval > 0:
+        upkeep = StoreUpkeep(str(config.telemetry), kept, compact_interval).start()
     try:
         uvicorn.run(
             create_app(service),
@@ -154,6 +171,9 @@ def serve(
         # exit(15). A stop asked for with SIGTERM is a clean exit.
         if stop.code != signal.SIGTERM:
             raise
+    finally:
+        if upkeep is not None:
+            upkeep.stop()
     logging.shutdown()
 
 

@@ -3,15 +3,18 @@
     reports = ingest(["logs.csv.gz", "otel-export.json"], TelemetryStore.open("telemetry/"))
 
 Every file is read and checked before anything is written, so one broken file leaves the
-store exactly as it was.
+store exactly as it was. Each file's rows are keyed by a digest of its bytes, so ingesting the
+same file again adds nothing (the report says so with `added=False`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from casebook.executor.ingest.files import DECODE_ERRORS, IngestError, Loaded, head, unreadable
@@ -24,6 +27,7 @@ from casebook.executor.telemetry_store import (
     TelemetryStoreError,
     check_table_name,
     conform,
+    is_url,
 )
 from casebook.executor.telemetry_store.temp_files import remove_stale_temp_files
 
@@ -47,18 +51,21 @@ class IngestReport:
     rows: int
     start: datetime | None
     end: datetime | None
+    added: bool = True  # False: the table holds this file's rows already
 
 
 def ingest(
     files: Iterable[str | os.PathLike[str]],
     store: TelemetryStore | str | os.PathLike[str],
     table: str | None = None,
+    retention: timedelta | None = None,
 ) -> list[IngestReport]:
     """Read, check and add files to the store; all of them or, on any error, none.
 
     The table is `table` when given, else the file name without extensions (`logs.csv.gz`
     -> logs); OTLP/JSON files go to logs, metrics and spans by content. A directory stands
-    for the ingestible files directly inside it.
+    for the ingestible files directly inside it. With `retention`, the store is compacted
+    afterwards and hours older than it are dropped.
     """
     paths = _expand(files)
     if table is not None:
@@ -68,23 +75,36 @@ def ingest(
         except TelemetryStoreError as exc:
             raise IngestError(f"--table: {exc}") from None
     target = store if isinstance(store, TelemetryStore) else _existing_store(store)
-    loaded = [item for path, file in paths for item in _load(path, file, table)]
-    batches = [_conform(item) for item in loaded]
+    loaded = [(item, _digest(path)) for path, file in paths for item in _load(path, file, table)]
+    batches = [dataclasses.replace(_conform(item), key=key) for item, key in loaded]
     if target is None:
         target = TelemetryStore.open(store, create=True)  # type: ignore[arg-type]
-    elif target.layout == "parquet":
+    elif target.layout == "parquet" and target.path is not None:
         remove_stale_temp_files(target.path)  # what an ingest killed mid-write left behind
-    target.write(batches)
+    added = target.write(batches)
+    if retention is not None:
+        target.compact(retention=retention)
     return [
-        IngestReport(item.file, item.table, item.format, batch.rows, *batch.time_range())
-        for item, batch in zip(loaded, batches, strict=True)
+        IngestReport(item.file, item.table, item.format, batch.rows, *batch.time_range(), new)
+        for (item, _), batch, new in zip(loaded, batches, added, strict=True)
     ]
 
 
 def _existing_store(path: str | os.PathLike[str]) -> TelemetryStore | None:
     # A missing store is created only once every file has passed, so a failed call leaves
-    # nothing behind.
+    # nothing behind. A URL is checked now (its scheme, its bucket); it needs no creating.
+    if is_url(path):
+        return TelemetryStore.open(path, create=True)
     return TelemetryStore.open(path) if Path(path).expanduser().exists() else None
+
+
+def _digest(path: Path) -> str:
+    """The key of a file's rows: a digest of its bytes as stored (compressed or not)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return f"file-sha256:{digest.hexdigest()[:32]}"
 
 
 def _expand(files: Iterable[str | os.PathLike[str]]) -> list[tuple[Path, str]]:

@@ -26,7 +26,7 @@ def queue_path_for(db: str | Path) -> Path:
 class IntakeConfig:
     """Everything the service needs; the CLI fills it from flags and environment variables."""
 
-    telemetry: Path
+    telemetry: Path | str  # a path, or an s3:// URL
     db: Path
     queue: Path | None = None  # next to the results database unless given
     host: str = DEFAULT_HOST
@@ -46,7 +46,8 @@ class IntakeConfig:
     retention_days: float = DEFAULT_RETENTION_DAYS
 
     def __post_init__(self) -> None:
-        self.telemetry = Path(self.telemetry)
+        if "://" not in str(self.telemetry):  # an s3:// URL stays text; Path would mangle it
+            self.telemetry = Path(self.telemetry)
         self.db = Path(self.db)
         self.queue = Path(self.queue) if self.queue is not None else queue_path_for(self.db)
 

@@ -33,7 +33,7 @@ def remove_stale_temp_files(root: Path, stale_after_s: float = STALE_AFTER_S) ->
     """Remove temporary parts under a Parquet store that no running writer owns; returns them."""
     removed = []
     now, here = time.time(), host_tag()
-    for temp in root.glob("*/.*.tmp"):
+    for temp in root.glob("**/.*.tmp"):
         match = TEMP_NAME.match(temp.name)
         if match is None:
             continue

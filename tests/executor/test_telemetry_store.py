@@ -60,9 +60,10 @@ def test_parquet_store_keeps_one_dataset_per_table(tmp_path):
     store = TelemetryStore.open(tmp_path / "tel", create=True)
     store.append("logs", logs((NOON, "api", "error", "boom")))
     store.append("logs", logs((NOON, "api", "info", "ok")))
-    files = sorted(p.name for p in (tmp_path / "tel" / "logs").iterdir())
+    files = sorted(p.name for p in (tmp_path / "tel" / "logs" / "hour=2026-01-01T12").iterdir())
     assert len(files) == 2
     assert all(f.startswith("part-") and f.endswith(".parquet") for f in files)
+    assert (tmp_path / "tel" / "logs" / "_manifest.json").is_file()
 
 
 def test_append_reads_back_through_raw_views(store):
@@ -228,12 +229,13 @@ def test_source_opens_window_scoped_telemetry(store):
     assert baseline.sql("select message from logs").column("message") == ["old"]
 
 
-def test_parquet_readers_see_files_added_after_they_connected(tmp_path):
+def test_parquet_readers_keep_their_snapshot_and_new_connections_see_later_files(tmp_path):
     store = TelemetryStore.open(tmp_path / "tel", create=True)
     store.append("logs", logs((NOON, "api", "info", "first")))
     con = store.connect()
     store.append("logs", logs((NOON, "api", "info", "second")))
-    assert con.execute("select count(*) from raw.logs").fetchone() == (2,)
+    assert con.execute("select count(*) from raw.logs").fetchone() == (1,)
+    assert store.row_counts() == {"logs": 2}
 
 
 def test_failed_parquet_write_leaves_the_store_as_it_was(tmp_path, monkeypatch):
@@ -254,7 +256,7 @@ def test_failed_parquet_write_leaves_the_store_as_it_was(tmp_path, monkeypatch):
         if len(calls) == 2:
             raise OSError("disk full")
 
-    monkeypatch.setattr(telemetry_store, "_fsync", failing_fsync)
+    monkeypatch.setattr(telemetry_store.location, "_fsync", failing_fsync)
     with pytest.raises(OSError, match="disk full"):
         store.write(batches)
     assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "tel").rglob("*")) == before

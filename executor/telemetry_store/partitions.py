@@ -1,0 +1,308 @@
+"""The Parquet layout: hourly partitions per table, a manifest per table, compaction, retention.
+
+    logs/_manifest.json                                   which files readers see (manifest.py)
+    logs/hour=2026-12-03T10/part-20261203T101502-ab12.parquet    one per write and hour
+    logs/hour=2026-12-03T09/compact-20261203T110000-cd34.parquet  one per hour once compacted
+    owners/timeless/part-20261203T101502-ef56.parquet     rows without a time (column)
+
+Each write adds one file per hour its rows cover; compaction merges an hour's files into one and
+drops the hours older than the retention.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import duckdb
+
+from casebook.executor.telemetry_store.conformance import (
+    TABLE_NAME,
+    Batch,
+    TelemetryStoreError,
+    ident,
+    scratch_connection,
+    sql_text,
+)
+from casebook.executor.telemetry_store.location import Location
+from casebook.executor.telemetry_store.manifest import LOCK, Manifest, Part
+from casebook.sdk.schema import time_column_of
+
+HOUR = "%Y-%m-%dT%H"
+TIMELESS = "timeless"  # the folder of rows without a time
+# A still-open hour is merged anyway once it holds this many files, so readers open few.
+MAX_OPEN_PARTS = 32
+# Files no manifest names are left by writers that died; younger ones may be a write in progress.
+ORPHAN_AGE = timedelta(hours=1)
+# Replaced files stay this long, so queries that started before the swap can finish.
+GRACE = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class Compaction:
+    """What compacting one table did."""
+
+    table: str
+    merged: int  # files merged into others
+    written: int  # files written by merging
+    dropped: int  # files dropped because their hour is older than the retention
+    deleted: int  # files removed from storage (replaced ones past the grace period, orphans)
+
+
+class ParquetTables:
+    """The tables of a Parquet store at a location (directory or object-store prefix)."""
+
+    def __init__(self, location: Location):
+        self.location = location
+
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        con = scratch_connection()
+        self.location.configure(con)
+        return con
+
+    # reading
+
+    def snapshot(self) -> dict[str, tuple[str, ...]]:
+        """The files readers see, per table that holds data; one consistent set per table."""
+        files = {}
+        for table in sorted(self._table_folders()):
+            live = Manifest.load(self.location, table).files()
+            if live:
+                files[table] = tuple(self.location.url(f) for f in live)
+        return files
+
+    def _table_folders(self) -> list[str]:
+        return [name for name in self.location.children() if TABLE_NAME.match(name)]
+
+    # writing
+
+    def write(self, batches: Sequence[Batch]) -> list[bool]:
+        """Add batches (all of them, or none on a failure); False for one already taken in.
+
+        Files are written first, outside the lock; then, under it, each table's manifest is
+        read afresh, batches whose key arrived meanwhile are discarded, and the manifest is
+        replaced. Only a failure while replacing a second table's manifest can leave the
+        first table's batch in (its key then makes the retry add the rest and nothing twice).
+        """
+        by_table: dict[str, list[int]] = defaultdict(list)
+        for index, batch in enumerate(batches):
+            by_table[batch.table].append(index)
+        added = [False] * len(batches)
+        written: dict[int, list[Part]] = {}
+        try:
+            self._write_files(batches, by_table, written)
+            with self.location.lock(LOCK):
+                for table, indexes in by_table.items():
+                    self._commit(table, [(i, batches[i].key) for i in indexes], written, added)
+        except BaseException:
+            for index, parts in written.items():
+                if not added[index]:
+                    for part in parts:
+                        self.location.delete(part.path)
+            raise
+        return added
+
+    def _write_files(
+        self,
+        batches: Sequence[Batch],
+        by_table: dict[str, list[int]],
+        written: dict[int, list[Part]],
+    ) -> None:
+        con = self.connection()
+        try:
+            for table, indexes in by_table.items():
+                known = set(Manifest.load(self.location, table).keys)
+                for index in indexes:
+                    batch = batches[index]
+                    if not batch.rows or (batch.key and batch.key in known):
+                        continue
+                    if batch.key:
+                        known.add(batch.key)
+                    con.register("incoming", batch.data)
+                    written[index] = self._write_rows(con, table, "incoming", batch.time_column)
+                    con.unregister("incoming")
+        finally:
+            con.close()
+
+    def _commit(
+        self,
+        table: str,
+        keyed: list[tuple[int, str | None]],
+        written: dict[int, list[Part]],
+        added: list[bool],
+    ) -> None:
+        manifest = Manifest.load(self.location, table)
+        now = datetime.now(UTC).isoformat()
+        changed = False
+        for index, key in keyed:
+            if index not in written:
+                continue
+            if key and key in manifest.keys:  # another writer took it in meanwhile
+                for part in written.pop(index):
+                    self.location.delete(part.path)
+                continue
+            manifest.parts += written[index]
+            if key:
+                manifest.keys[key] = now
+            changed = True
+        if changed:
+            manifest.save(self.location)
+            for index, _ in keyed:
+                added[index] = index in written
+
+    def _write_rows(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        table: str,
+        source: str,
+        time_column: str | None,
+        prefix: str = "part",
+    ) -> list[Part]:
+        """Write the rows of `source` (SQL naming rows) as one new file per hour they cover."""
+        if time_column is None:
+            hour_of = "null"
+            groups: list[tuple[str | None, int]] = [(None, _count(con, source))]
+            groups = [g for g in groups if g[1]]
+        else:
+            hour_of = f"strftime(date_trunc('hour', {ident(time_column)}), '{HOUR}')"
+            groups = con.execute(
+                f"select {hour_of} as hour, count(*) from {source} group by all order by 1"
+            ).fetchall()
+        order = f" order by {ident(time_column)}" if time_column else ""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        parts: list[Part] = []
+        try:
+            for hour, rows in groups:
+                # Not flat in the table's folder: flat files are the first layout's (manifest.py).
+                folder = f"{table}/hour={hour}" if hour else f"{table}/{TIMELESS}"
+                relative = f"{folder}/{prefix}-{stamp}-{uuid.uuid4().hex[:12]}.parquet"
+                match = "is null" if hour is None else f"= {sql_text(hour)}"
+                self.location.prepare_write(relative)
+                parts.append(Part(relative, hour, rows))  # deleted again if anything fails
+                target = sql_text(self.location.url(relative))
+                con.execute(
+                    f"copy (select * from {source} where {hour_of} {match}{order}) to {target} "
+                    "(format parquet, compression zstd)"
+                )
+                self.location.settle(relative)
+        except BaseException as exc:
+            for part in parts:
+                self.location.delete(part.path)
+            if isinstance(exc, duckdb.Error):
+                raise TelemetryStoreError(
+                    f"could not write to {self.location.url(table)}: {exc}"
+                ) from exc
+            raise
+        return parts
+
+    # upkeep
+
+    def compact(
+        self,
+        retention: timedelta | None = None,
+        grace: timedelta = GRACE,
+        now: datetime | None = None,
+    ) -> list[Compaction]:
+        """Merge each hour's files into one, drop hours past the retention, delete leftovers."""
+        now = now or datetime.now(UTC)
+        return [self._compact(t, retention, grace, now) for t in sorted(self._table_folders())]
+
+    def _compact(
+        self, table: str, retention: timedelta | None, grace: timedelta, now: datetime
+    ) -> Compaction:
+        # Merging reads and writes whole hours, so it runs outside the lock; only the swap of
+        # the manifest is done under it, and only for files that are still live then.
+        planned = Manifest.load(self.location, table)
+        cutoff = now - retention if retention is not None else None
+        merges = self._merge(planned, now, cutoff)
+        with self.location.lock(LOCK):
+            manifest = Manifest.load(self.location, table)
+            live = set(manifest.files())
+            merged = written = 0
+            for parts, new in merges:
+                if not all(p.path in live for p in parts):  # another compaction got there first
+                    for part in new:
+                        self.location.delete(part.path)
+                    continue
+                manifest.retire(parts, now)
+                manifest.parts += new
+                merged, written = merged + len(parts), written + len(new)
+            dropped = self._expire(manifest, cutoff, now)
+            if manifest.parts or manifest.saved or manifest.retired:
+                manifest.save(self.location)  # the swap: readers move to the merged files here
+            deleted = self._delete_leftovers(manifest, grace, now)
+            if deleted:
+                manifest.save(self.location)
+        return Compaction(table, merged, written, dropped, deleted)
+
+    def _expire(self, manifest: Manifest, cutoff: datetime | None, now: datetime) -> int:
+        if cutoff is None:
+            return 0
+        expired = [p for p in manifest.parts if p.hour is not None and _hour_end(p.hour) <= cutoff]
+        manifest.retire(expired, now)
+        manifest.forget_keys_before(cutoff)
+        return len(expired)
+
+    def _merge(
+        self, manifest: Manifest, now: datetime, cutoff: datetime | None
+    ) -> list[tuple[list[Part], list[Part]]]:
+        """Write the merged files: (files replaced, files replacing them) per merged group."""
+        groups: dict[str | None, list[Part]] = defaultdict(list)
+        for part in manifest.parts:
+            groups[part.hour].append(part)
+        merges = []
+        con = self.connection()
+        try:
+            for hour, parts in sorted(groups.items(), key=lambda item: item[0] or ""):
+                if hour is not None and cutoff is not None and _hour_end(hour) <= cutoff:
+                    continue  # about to be dropped
+                # Flat files of the first layout (rows unknown) are split into hours even alone.
+                unsplit = hour is None and any(p.rows < 0 for p in parts)
+                closed = hour is None or _hour_end(hour) <= now
+                few = len(parts) < 2 or (not closed and len(parts) < MAX_OPEN_PARTS)
+                if few and not unsplit:
+                    continue
+                files = ", ".join(sql_text(self.location.url(p.path)) for p in parts)
+                source = f"read_parquet([{files}], union_by_name = true, hive_partitioning = false)"
+                columns = con.sql(f"select * from {source} limit 0").columns
+                time_column = time_column_of(manifest.table, columns)
+                new = self._write_rows(con, manifest.table, source, time_column, "compact")
+                merges.append((parts, new))
+        except BaseException:
+            for _, new in merges:
+                for part in new:
+                    self.location.delete(part.path)
+            raise
+        finally:
+            con.close()
+        return merges
+
+    def _delete_leftovers(self, manifest: Manifest, grace: timedelta, now: datetime) -> int:
+        deletable = manifest.deletable(now, grace)
+        for path in deletable:
+            self.location.delete(path)
+            manifest.retired.pop(path)
+        known = manifest.known()
+        orphans = [
+            f.path
+            for f in self.location.files(manifest.table)
+            if f.path.endswith(".parquet")
+            and not f.path.rsplit("/", 1)[-1].startswith(".")
+            and f.path not in known
+            and f.modified <= now - ORPHAN_AGE
+        ]
+        for path in orphans:
+            self.location.delete(path)
+        return len(deletable) + len(orphans)
+
+
+def _hour_end(hour: str) -> datetime:
+    return datetime.strptime(hour, HOUR).replace(tzinfo=UTC) + timedelta(hours=1)
+
+
+def _count(con: duckdb.DuckDBPyConnection, view: str) -> int:
+    row = con.execute(f"select count(*) from {view}").fetchone()
+    return row[0] if row else 0
