@@ -77,7 +77,7 @@ def test_selects_read_the_store_and_nothing_else(store):
         assert message.startswith("query refused: telemetry reads only the store's tables ("), query
         assert message.endswith("query the tables events, logs, metrics, spans by name"), query
     # The store's own files are readable, as the views read them.
-    assert telemetry.sql(f"select count(*) from read_parquet('{store}/logs/*.parquet')").scalar() == 1
+    assert telemetry.sql(f"select count(*) from read_parquet('{store}/logs/**/*.parquet')").scalar() == 1
 
 
 def test_no_connection_is_handed_out():
@@ -125,7 +125,7 @@ def test_a_source_reading_undeclared_files_says_how_to_declare_them(tmp_path, st
 
     con = duckdb.connect()
     con.execute("create schema raw")
-    con.execute(f"create view raw.logs as select * from read_parquet('{store}/logs/*.parquet')")
+    con.execute(f"create view raw.logs as select * from read_parquet('{store}/logs/**/*.parquet')")
     with pytest.raises(TelemetryError) as caught:
         TelemetrySource(con).open(WINDOW)
     assert str(caught.value).startswith(
@@ -136,6 +136,6 @@ def test_a_source_reading_undeclared_files_says_how_to_declare_them(tmp_path, st
     )
     con = duckdb.connect()
     con.execute("create schema raw")
-    con.execute(f"create view raw.logs as select * from read_parquet('{store}/logs/*.parquet')")
+    con.execute(f"create view raw.logs as select * from read_parquet('{store}/logs/**/*.parquet')")
     declared = TelemetrySource(con, readable=[str(store)]).open(WINDOW)
     assert declared.sql("select count(*) from logs").scalar() == 1
