@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from casebook.executor.telemetry_store import TelemetryStore
@@ -28,6 +29,7 @@ pytestmark = [
 ]
 
 TOKEN = "live-token"
+REMOTE_WRITE = Path(__file__).parents[2] / "examples" / "telemetry" / "prometheus-remote-write.yml"
 BASELINE_SAMPLES = 40  # at a 500 ms scrape interval: 20 s of normal CPU before the incident
 
 
@@ -96,12 +98,12 @@ def prometheus_config(exporter: int, alertmanager: int, serve_port: int, push: b
         "alerting": {"alertmanagers": [
             {"static_configs": [{"targets": [f"127.0.0.1:{alertmanager}"]}]}]},
     }
-    if push:  # the three lines docs/telemetry.md gives, plus a short batch deadline
-        config["remote_write"] = [{
-            "url": f"http://127.0.0.1:{serve_port}/api/v1/write",
-            "authorization": {"credentials": TOKEN},
-            "queue_config": {"batch_send_deadline": "500ms", "min_backoff": "100ms"},
-        }]
+    if push:  # the block docs/telemetry.md gives, here with a short batch deadline
+        [block] = yaml.safe_load(REMOTE_WRITE.read_text())["remote_write"]
+        block["url"] = block["url"].replace("casebook:9095", f"127.0.0.1:{serve_port}")
+        block["authorization"]["credentials"] = TOKEN
+        block["queue_config"] = {"batch_send_deadline": "500ms", "min_backoff": "100ms"}
+        config["remote_write"] = [block]
     return json.dumps(config)  # YAML reads JSON
 
 
