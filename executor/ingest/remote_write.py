@@ -8,7 +8,6 @@ protobuf parser.
 
 from __future__ import annotations
 
-import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,11 +25,14 @@ UNKNOWN_SERVICE = "unknown_service"
 STALE_NAN = 0x7FF0000000000002
 
 
-def _messages() -> tuple[type, type]:
+def _messages() -> dict[str, type]:
     proto = descriptor_pb2.FileDescriptorProto(
         name="casebook_prometheus_remote.proto", package="prometheus", syntax="proto3"
     )
     F = descriptor_pb2.FieldDescriptorProto
+    # RawSeries reads the same bytes as TimeSeries but keeps each label as its encoded bytes:
+    # series repeat from one request to the next, so their labels are decoded once and
+    # looked up by those bytes afterwards (a label object costs more than the lookup).
     shapes = {
         "Label": [("name", 1, F.TYPE_STRING, None, False), ("value", 2, F.TYPE_STRING, None, False)],
         "Sample": [("value", 1, F.TYPE_DOUBLE, None, False),
@@ -38,6 +40,9 @@ def _messages() -> tuple[type, type]:
         "TimeSeries": [("labels", 1, F.TYPE_MESSAGE, ".prometheus.Label", True),
                        ("samples", 2, F.TYPE_MESSAGE, ".prometheus.Sample", True)],
         "WriteRequest": [("timeseries", 1, F.TYPE_MESSAGE, ".prometheus.TimeSeries", True)],
+        "RawSeries": [("labels", 1, F.TYPE_BYTES, None, True),
+                      ("samples", 2, F.TYPE_MESSAGE, ".prometheus.Sample", True)],
+        "RawWriteRequest": [("timeseries", 1, F.TYPE_MESSAGE, ".prometheus.RawSeries", True)],
     }  # fmt: skip
     for name, fields in shapes.items():
         message = proto.message_type.add(name=name)
@@ -53,10 +58,13 @@ def _messages() -> tuple[type, type]:
     pool = descriptor_pool.DescriptorPool()
     pool.Add(proto)
     classes = message_factory.GetMessages([proto], pool=pool)
-    return classes["prometheus.WriteRequest"], classes["prometheus.TimeSeries"]
+    return {name: classes[f"prometheus.{name}"] for name in shapes}
 
 
-WriteRequest, TimeSeries = _messages()
+MESSAGES = _messages()
+WriteRequest, Label = MESSAGES["WriteRequest"], MESSAGES["Label"]
+RawWriteRequest = MESSAGES["RawWriteRequest"]
+SERIES_CACHE_SIZE = 200_000  # label sets remembered; forgotten all at once past this
 
 
 class RemoteWriteError(ValueError):
@@ -85,39 +93,66 @@ def decode_remote_write(
 
 def decode_write_request(raw: bytes, service_labels: Sequence[str]) -> Decoded:
     """Rows of `metrics` from an uncompressed `prometheus.WriteRequest`."""
-    request = WriteRequest()
+    request = RawWriteRequest()
     try:
         request.ParseFromString(raw)
     except DecodeError as exc:
         raise RemoteWriteError(f"the body is not a prometheus.WriteRequest ({exc})") from None
+    known = _series_cache(tuple(service_labels))
+    # Name, service and labels are built once per distinct series and taken per sample.
+    distinct: list[tuple[str, str, list]] = []
+    position: dict[tuple[bytes, ...], int] = {}
     ts: list[int] = []
-    names: list[str] = []
-    services: list[str] = []
     values: list[float] = []
-    label_maps: list[list[tuple[str, str]]] = []
+    which: list[int] = []
     stale = 0
     for series in request.timeseries:
-        labels = {label.name: label.value for label in series.labels}
-        name = labels.pop("__name__", "")
-        service = next((labels[s] for s in service_labels if labels.get(s)), UNKNOWN_SERVICE)
-        pairs = list(labels.items())
+        encoded = tuple(series.labels)
+        index = position.get(encoded)
+        if index is None:
+            described = known.get(encoded)
+            if described is None:
+                described = _describe(encoded, service_labels)
+                if len(known) >= SERIES_CACHE_SIZE:
+                    known.clear()
+                known[encoded] = described
+            index = position[encoded] = len(distinct)
+            distinct.append(described)
         for sample in series.samples:
             value = sample.value
-            if math.isnan(value) and _bits(value) == STALE_NAN:
+            if value != value and _bits(value) == STALE_NAN:  # NaN: maybe a staleness marker
                 stale += 1
                 continue
-            ts.append(sample.timestamp * 1000)
-            names.append(name)
-            services.append(service)
+            ts.append(sample.timestamp)
             values.append(value)
-            label_maps.append(pairs)
+            which.append(index)
     kinds = COLUMNS["metrics"]
+    take = pa.array(which, pa.int32())
     data = pa.table({
-        "ts": pa.array(ts, kinds["ts"]), "name": pa.array(names, kinds["name"]),
-        "service": pa.array(services, kinds["service"]), "value": pa.array(values, kinds["value"]),
-        "labels": pa.array(label_maps, kinds["labels"]),
+        "ts": pa.array(ts, pa.int64()).cast(pa.timestamp("ms")).cast(kinds["ts"]),
+        "name": pa.array([d[0] for d in distinct], kinds["name"]).take(take),
+        "service": pa.array([d[1] for d in distinct], kinds["service"]).take(take),
+        "value": pa.array(values, kinds["value"]),
+        "labels": pa.array([d[2] for d in distinct], kinds["labels"]).take(take),
     })  # fmt: skip
     return Decoded(data, stale)
+
+
+_CACHES: dict[tuple[str, ...], dict[tuple[bytes, ...], tuple[str, str, list]]] = {}
+
+
+def _series_cache(service_labels: tuple[str, ...]) -> dict:
+    return _CACHES.setdefault(service_labels, {})
+
+
+def _describe(encoded: tuple[bytes, ...], service_labels: Sequence[str]) -> tuple[str, str, list]:
+    labels = {}
+    for item in encoded:
+        label = Label.FromString(item)
+        labels[label.name] = label.value
+    name = labels.pop("__name__", "")
+    service = next((labels[s] for s in service_labels if labels.get(s)), UNKNOWN_SERVICE)
+    return name, service, list(labels.items())
 
 
 def encode_remote_write(series: Sequence[tuple[dict[str, str], Sequence[tuple[int, float]]]]) -> bytes:
