@@ -28,7 +28,7 @@ from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_service
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_service
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_service
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -74,6 +74,8 @@ def register_receivers(app: FastAPI, service: IntakeService) -> Spool:
     rows_in = Counter("casebook_telemetry_rows", "Telemetry rows received, by table.",
                       ["table"], registry=service.metrics.registry)
     app.state.spool = spool
+    Gauge("casebook_spool_pending_bytes", "Received telemetry not yet written to the store.",
+          registry=service.metrics.registry).set_function(lambda: spool.pending_bytes)
     busy = {"now": 0}
     limit = config.max_body_bytes
 
