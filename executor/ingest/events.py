@@ -182,6 +182,14 @@ def read_kube_events(path: Path, file: str) -> Loaded:
                     f"{file} line {number}: expected one Kubernetes Event per line (or the "
                     f"output of `kubectl get events -o json`), found malformed JSON ({exc.msg})"
                 ) from None
+    for document in documents:
+        if not is_kube_event(document):
+            found = document.get("kind") if isinstance(document, dict) else type(document).__name__
+            items = document.get("items") if isinstance(document, dict) else None
+            if items and isinstance(items[0], dict):
+                found = f"a List of {items[0].get('kind', 'objects without a kind')}"
+            raise IngestError(f"{file}: expected Kubernetes Events (the output of `kubectl get "
+                              f"events -o json`, or one Event per line), found {found}")
     try:
         data = kube_rows(kube_events(documents))
     except ValueError as exc:

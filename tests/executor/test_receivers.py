@@ -12,11 +12,12 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
+import pytest
 import uvicorn
 from typer.testing import CliRunner
 
 from casebook.executor.cli import app as cli
-from casebook.executor.ingest import ingest
+from casebook.executor.ingest import IngestError, ingest
 from casebook.executor.ingest.remote_write import encode_remote_write
 from casebook.executor.intake.app import create_app
 from casebook.executor.intake.config import IntakeConfig
@@ -322,3 +323,13 @@ def test_a_full_spool_answers_503_with_retry_after(tmp_path, monkeypatch):
                           headers=AUTH)
         assert (otlp.status_code, otlp.headers["Retry-After"]) == (503, "5")
         assert otlp.json()["message"].endswith("on its way into the store; retry later")
+
+
+def test_a_list_of_something_else_is_not_taken_for_events(tmp_path):
+    pods = tmp_path / "pods.json"
+    pods.write_text(json.dumps({"apiVersion": "v1", "kind": "List",
+                                "items": [{"kind": "Pod", "metadata": {"name": "a"}}]}))
+    with pytest.raises(IngestError, match=r"pods.json: expected Kubernetes Events \(the output "
+                       r"of `kubectl get events -o json`, or one Event per line\), found a "
+                       r"List of Pod"):
+        ingest([pods], tmp_path / "store")
