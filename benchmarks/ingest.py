@@ -9,7 +9,9 @@ process on the same machine, so on 2 cores they take CPU from the service and th
 a floor. Requests are shaped like the real clients': OTLP/HTTP protobuf requests of 512 spans
 or log records (the SDK's batch size) and remote-write requests of 2,000 samples (Prometheus'
 max_samples_per_send), each request distinct so none is taken for a re-send. A rate counts a
-row when it is in the store (the spool drained), not when it was acknowledged.
+row when it is in the store (the spool drained), not when it was acknowledged. The received
+rows are stamped with the present, so the timed investigation (the kv_cache incident) reads the
+same window whether the store is idle or taking data.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def otlp_bodies(signal: str, count: int) -> list[bytes]:
         ExportTraceServiceRequest,
     )
 
-    start = int(INCIDENT_START.timestamp() * 1e9)
+    start = time.time_ns()  # live data: now, outside the timed investigation's window
     message = ExportTraceServiceRequest() if signal == "traces" else ExportLogsServiceRequest()
     resources = message.resource_spans if signal == "traces" else message.resource_logs
     resource = resources.add()
@@ -87,7 +89,7 @@ def remote_write_bodies(count: int) -> list[bytes]:
 
     from casebook.executor.ingest.remote_write import WriteRequest
 
-    stamp = int(INCIDENT_START.timestamp() * 1000)
+    stamp = time.time_ns() // 1_000_000
     bodies = []
     for n in range(count):
         request = WriteRequest()

@@ -184,7 +184,7 @@ def test_a_prometheus_alert_is_investigated_from_prometheus_samples(tmp_path, mo
             done = [r for r in listing["investigations"] if r["status"] == "done"]
             return done and done[0]
 
-        row = wait_for(investigated, 30, "the Prometheus alert investigated")
+        row = wait_for(investigated, 60, "the Prometheus alert investigated")
         record = httpx.get(f"http://127.0.0.1:{serve_port}/api/investigations/{row['id']}",
                            headers={"Authorization": f"Bearer {TOKEN}"}).json()
     finally:
