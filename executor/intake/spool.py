@@ -40,6 +40,7 @@ MAGIC = b"CBS1"
 HEADER = struct.Struct("<4sIII")  # magic, header length, payload length, crc32 of both
 MARKER_TABLE = "receiver_batches"
 REMEMBER_KEYS_S = 3600.0
+REMEMBER_KEYS_AT_MOST = 500_000  # about 60 MiB of keys; the oldest are forgotten first
 RETRY_S = 2.0
 ALREADY_CONFORMED = ("metrics", "spans", "events")
 
@@ -139,6 +140,8 @@ class Spool:
             self._pending.append(Record(key, segment.number, tables, size))
             self._pending_bytes += size
             self._seen[key] = time.monotonic()
+            if len(self._seen) > REMEMBER_KEYS_AT_MOST:
+                del self._seen[next(iter(self._seen))]
         segment.sync(upto)
         self._wake.set()
         return True
