@@ -17,7 +17,10 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
+from casebook.executor.sources import load_sources
+from casebook.executor.sources.prometheus import pull_sources
 from casebook.executor.telemetry_store import TelemetryStore
+from casebook.sdk.models import TimeWindow
 
 pytestmark = [
     pytest.mark.slow,
@@ -187,6 +190,10 @@ def test_a_prometheus_alert_is_investigated_from_prometheus_samples(tmp_path, mo
         row = wait_for(investigated, 60, "the Prometheus alert investigated")
         record = httpx.get(f"http://127.0.0.1:{serve_port}/api/investigations/{row['id']}",
                            headers={"Authorization": f"Bearer {TOKEN}"}).json()
+        if mode == "pull":
+            # A second alert over the same window pulls only what Prometheus scraped since.
+            window = TimeWindow(**record["window"])
+            [again] = pull_sources(load_sources(sources), window, TelemetryStore.open(store))
     finally:
         for process in reversed(started):
             process.stop()
@@ -204,6 +211,11 @@ def test_a_prometheus_alert_is_investigated_from_prometheus_samples(tmp_path, mo
         [source] = record["sources"]
         assert (source["name"], source["ok"], source["error"]) == ("prometheus", True, None)
         assert source["rows"] >= BASELINE_SAMPLES
-        assert cpu_rows(store) == source["rows"]
+        assert again.ok and again.rows < source["rows"]
+        assert cpu_rows(store) == source["rows"] + again.rows
+        with TelemetryStore.open(store).connect() as con:
+            doubled = con.execute("select count(*) from (select ts, name, service, labels "
+                                  "from raw.metrics group by all having count(*) > 1)").fetchone()
+        assert doubled == (0,)
     else:
         assert record["sources"] == []
