@@ -19,7 +19,7 @@ import pyarrow as pa
 from google.protobuf.json_format import ParseDict, ParseError
 
 from casebook.executor.ingest.files import IngestError, Loaded, head, open_text
-from casebook.executor.ingest.otlp_rows import COLUMNS, REQUESTS, request_rows
+from casebook.executor.ingest.otlp_rows import REQUESTS, request_rows
 
 OTLP_START = re.compile(rb'^(\xef\xbb\xbf)?\s*\{\s*"(resourceLogs|resourceMetrics|resourceSpans)"')
 # Byte lengths of OTLP ids: trace ids are 16 bytes, span ids 8.
@@ -60,7 +60,7 @@ def parse_otlp_json(document: Any, signal: str) -> Any:
 
 def read_otlp(path: Path, file: str) -> list[Loaded]:
     """Rows for logs, metrics and spans from every OTLP/JSON document in the file."""
-    columns: dict[str, dict[str, list]] = {t: {c: [] for c in COLUMNS[t]} for t in COLUMNS}
+    tables: dict[str, list[pa.Table]] = defaultdict(list)
     lines: dict[str, list[int]] = defaultdict(list)
     for line, document in _documents(path, file):
         where = f"{file} line {line}"
@@ -75,15 +75,13 @@ def read_otlp(path: Path, file: str) -> list[Loaded]:
                 raise IngestError(f"{where}: {exc}") from None
             if rows.problem:
                 raise IngestError(f"{where}: {rows.problem}")
-            for name, values in rows.columns.items():
-                columns[signal][name].extend(values)
+            tables[signal].append(rows.arrow())
             lines[signal].extend([line] * rows.count)
     loaded = []
     for table in ("logs", "metrics", "spans"):
         if not lines[table]:
             continue
-        kinds = COLUMNS[table]
-        data = pa.table({c: pa.array(v, kinds[c]) for c, v in columns[table].items()})
+        data = pa.concat_tables(tables[table])
         numbers = lines[table]
         loaded.append(Loaded(file, table, data, "otlp", lambda row, n=numbers: f"line {n[row]}"))
     return loaded
