@@ -15,11 +15,13 @@ $(STAMP): pyproject.toml setup.py
 
 install: $(STAMP)
 
-# Chromium renders the HTML reports in tests; Alertmanager drives the intake end-to-end test.
+# Chromium renders the HTML reports in tests; Alertmanager drives the intake end-to-end test;
+# Prometheus remote-writes to and is queried by casebook serve in the live telemetry test.
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v prometheus-alertmanager >/dev/null 2>&1 || missing="$$missing prometheus-alertmanager"; \
+	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			echo "installing$$missing"; \

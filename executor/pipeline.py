@@ -11,6 +11,7 @@ from casebook.executor.investigation import Progress, run_investigation, window_
 from casebook.executor.planner import Limits
 from casebook.executor.record import InvestigationRecord
 from casebook.executor.results import ResultsStore
+from casebook.executor.sources import Source
 from casebook.sdk.analyzer import AnalyzerDefinitionError
 from casebook.sdk.models import Alert
 from casebook.sdk.registry import Registry, load_registry
@@ -50,8 +51,13 @@ def investigate(
     narrate: bool = True,
     progress: Progress | None = None,
     investigation_id: str | None = None,
+    sources: Sequence[Source] = (),
 ) -> InvestigationRecord:
-    """Investigate one alert against a telemetry store and keep the result."""
+    """Investigate one alert against a telemetry store and keep the result.
+
+    `sources` (Prometheus servers) are queried for the window first and their series added to
+    the store; how each answered is kept in the record, and one that fails is a note.
+    """
     from casebook.executor.telemetry_store import TelemetryStore
 
     store = TelemetryStore.open(telemetry)
@@ -61,11 +67,20 @@ def investigate(
     if lookahead is not None:
         kwargs["lookahead"] = lookahead
     window = window_for(alert, **kwargs)
+    pulled = []
+    if sources:
+        from casebook.executor.sources.prometheus import pull_sources
+
+        pulled = pull_sources(sources, window, store)
     record = run_investigation(
         alert, registry=registry, source=store.source(), runtime=runtime, window=window,
         limits=limits, store_path=store.url, packs=list(packs),
         investigation_id=investigation_id, progress=progress,
     )
+    record.sources = [p.model_dump() for p in pulled]
+    record.notes.extend(
+        f"Source {p.name} did not answer in full ({p.error}); the analyzers read what the "
+        "store held" for p in pulled if not p.ok)
     if narrate:
         record.narrative = narrate_record(record)
     if results is not None:

@@ -93,6 +93,10 @@ class InvestigationRecord(BaseModel):
     narrative: NarrativeRecord | None = None
     notes: list[str] = Field(default_factory=list, description="what did not finish, and why")
     packs: list[str] = Field(default_factory=list)
+    sources: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="telemetry pulled at alert time: name, ok, duration_ms, rows, error",
+    )
 
     def finding(self, finding_id: str) -> FindingRecord | None:
         return next((f for f in self.findings if f.id == finding_id), None)

@@ -49,7 +49,8 @@ create table if not exists feedback (
     source varchar, created_at timestamptz);
 """
 # Databases made before invocations had a start offset gain the column on first write.
-MIGRATIONS = "alter table invocations add column if not exists started_ms double;"
+MIGRATIONS = """alter table invocations add column if not exists started_ms double;
+alter table investigations add column if not exists sources json;"""
 
 
 INVOCATION_COLUMNS = ("investigation_id", "key", "analyzer", "params", "status", "duration_ms",
@@ -150,11 +151,13 @@ class ResultsStore:
     def _write_header(self, con: duckdb.DuckDBPyConnection, record: InvestigationRecord) -> None:
         con.execute("delete from investigations where id = ?", [record.id])
         con.execute(
-            "insert into investigations values (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "insert into investigations (id, alert_name, fingerprint, alert_status, alert, "
+            "window_start, window_end, status, runtime, created_at, finished_at, notes, packs, "
+            "sources) values (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [record.id, record.alert.name, record.alert.fingerprint, record.alert.status,
              record.alert.model_dump_json(), record.window.start, record.window.end,
              record.status, record.runtime, record.created_at, record.finished_at,
-             json.dumps(record.notes), json.dumps(record.packs)])
+             json.dumps(record.notes), json.dumps(record.packs), json.dumps(record.sources)])
 
     def unfinished(self) -> list[str]:
         """Ids of investigations stored as `running`."""
@@ -195,7 +198,7 @@ class ResultsStore:
             con = self.connection
             head = con.execute(
                 "select id, alert, window_start, window_end, status, runtime, created_at, "
-                "finished_at, notes, packs from investigations where id = ?",
+                "finished_at, notes, packs, sources from investigations where id = ?",
                 [investigation_id]).fetchone()
             if head is None:
                 return None
@@ -217,7 +220,7 @@ class ResultsStore:
             id=head[0], alert=Alert.model_validate_json(head[1]),
             window=TimeWindow(start=head[2], end=head[3]), status=head[4], runtime=head[5],
             created_at=head[6], finished_at=head[7], notes=json.loads(head[8] or "[]"),
-            packs=json.loads(head[9] or "[]"),
+            packs=json.loads(head[9] or "[]"), sources=json.loads(head[10] or "[]"),
             invocations=[InvocationRecord(
                 key=r[0], analyzer=r[1], params=json.loads(r[2] or "{}"), status=r[3],
                 duration_ms=r[4], error=r[5], depth=r[6], parent=r[7], queries=r[8],

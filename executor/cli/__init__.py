@@ -48,6 +48,7 @@ COMMAND_MODULES = (
     "demo",
     "analyzers",
     "store",
+    "event",
 )
 
 for _name in COMMAND_MODULES:

@@ -18,6 +18,9 @@ PackOption = Annotated[list[str] | None, typer.Option(
     "--pack", help="Extra analyzer pack (module or package); repeatable.")]
 LocalOption = Annotated[bool, typer.Option(
     "--local", help="Run in this process instead of on Ray.")]
+SourcesOption = Annotated[Path | None, typer.Option(
+    "--sources", envvar="CASEBOOK_SOURCES", show_default=False,
+    help="YAML file with a `sources:` list of Prometheus servers to query for the window.")]
 RayOption = Annotated[str | None, typer.Option(
     "--ray-address", envvar="CASEBOOK_RAY_ADDRESS",
     help="Join an existing Ray cluster (telemetry must be on storage it can read).")]
@@ -45,6 +48,7 @@ def investigate(
     otel: Annotated[str | None, typer.Option(
         "--otel", envvar="CASEBOOK_OTEL",
         help="Export spans and metrics: console, otlp, or a file `casebook ingest` reads.")] = None,
+    sources: SourcesOption = None,
 ) -> None:
     """Investigate an alert: run every analyzer that applies, rank the findings into causes."""
     import json
@@ -65,6 +69,9 @@ def investigate(
             from casebook.executor.observability import configure
 
             configure(otel)
+        from casebook.executor.sources import load_sources
+
+        pulled_from = load_sources(sources) if sources else []
         alerts = load_alerts(alert_file)
         registry = build_registry(pack or [])
         console = Console(stderr=as_json)
@@ -81,7 +88,7 @@ def investigate(
                         results=results, packs=pack or [],
                         limits=Limits(deadline_s=deadline),
                         lookback=timedelta(minutes=lookback) if lookback else None,
-                        progress=progress,
+                        progress=progress, sources=pulled_from,
                     )
                 records.append(record)
                 if html is not None:

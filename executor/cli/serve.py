@@ -13,6 +13,7 @@ from casebook.executor.cli.investigate import (
     LocalOption,
     PackOption,
     RayOption,
+    SourcesOption,
     TelemetryOption,
 )
 
@@ -90,6 +91,14 @@ def serve(
     retention_days: Annotated[
         float, typer.Option(min=1, help="Days finished queue rows are kept for deduplication.")
     ] = 30.0,
+    sources: SourcesOption = None,
+    service_label: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Label that names a remote-written series' service; repeatable, first found "
+            "wins (default: service, then job)."
+        ),
+    ] = None,
     log_level: Annotated[
         str, typer.Option(help="critical, error, warning, info or debug.")
     ] = "info",
@@ -114,6 +123,7 @@ def serve(
         from casebook.executor.intake.app import create_app
         from casebook.executor.intake.config import IntakeConfig
         from casebook.executor.intake.service import IntakeService
+        from casebook.executor.sources import load_sources
 
         config = IntakeConfig(
             telemetry=telemetry,
@@ -133,6 +143,8 @@ def serve(
             deadline_s=deadline,
             max_body_bytes=max_body_bytes,
             retention_days=retention_days,
+            sources=load_sources(sources) if sources else [],
+            service_labels=tuple(service_label or ("service", "job")),
         )
         from casebook.executor.telemetry_store.upkeep import StoreUpkeep, parse_retention
 

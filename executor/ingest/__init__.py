@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from casebook.executor.ingest.events import is_kube_events_file, read_kube_events
 from casebook.executor.ingest.files import DECODE_ERRORS, IngestError, Loaded, head, unreadable
 from casebook.executor.ingest.otlp import is_otlp, read_otlp
 from casebook.executor.ingest.tabular import read_csv, read_jsonl, read_parquet
@@ -167,6 +168,8 @@ def _read(path: Path, file: str, table: str | None) -> list[Loaded]:
                 f"{table} cannot apply; ingest this file in a separate call without --table"
             )
         return read_otlp(path, file)
+    if kind == "json" and is_kube_events_file(path) and table in (None, "events"):
+        return [read_kube_events(path, file)]
     name = table or _table_of(path, file)
     if kind == "parquet":
         return [read_parquet(path, file, name)]

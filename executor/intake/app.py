@@ -32,6 +32,7 @@ from casebook.executor.intake.feedback import FORM, read_feedback
 from casebook.executor.intake.metrics import CONTENT_TYPE
 from casebook.executor.intake.pages import investigations_page, message_page, waiting_page
 from casebook.executor.intake.queue import QueueFull
+from casebook.executor.intake.receivers import register_receivers
 from casebook.executor.intake.service import IntakeService
 
 INVESTIGATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -243,6 +244,8 @@ def create_app(service: IntakeService, *, run_worker: bool = True) -> FastAPI:
         authorize(request)
         rows, pending, recorded = _listing(service, limit)
         return HTMLResponse(investigations_page(rows, pending, recorded, service.queue.depth()))
+
+    register_receivers(app, service)
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:

@@ -44,6 +44,9 @@ class IntakeConfig:
     deadline_s: float = DEFAULT_DEADLINE_S
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     retention_days: float = DEFAULT_RETENTION_DAYS
+    # Remote-write series name their service with the first of these labels they carry.
+    service_labels: tuple[str, ...] = ("service", "job")
+    sources: list = field(default_factory=list)  # PrometheusSource, pulled at alert time
 
     def __post_init__(self) -> None:
         if "://" not in str(self.telemetry):  # an s3:// URL stays text; Path would mangle it

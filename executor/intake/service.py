@@ -89,6 +89,7 @@ class IntakeService:
             limits=Limits(deadline_s=config.deadline_s),
             cooldown_s=config.cooldown_s,
             retention_s=config.retention_days * 86400,
+            sources=config.sources,
         )
         return cls(config, queue, results, metrics, worker, runtime, notes)
 

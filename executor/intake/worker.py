@@ -43,6 +43,7 @@ class InvestigationWorker:
         limits: Limits | None = None,
         cooldown_s: float = 0.0,
         retention_s: float | None = None,
+        sources: Sequence = (),
     ):
         self.queue = queue
         self.results = results
@@ -54,6 +55,7 @@ class InvestigationWorker:
         self.limits = limits or Limits()
         self.cooldown_s = cooldown_s
         self.retention_s = retention_s
+        self.sources = list(sources)
         self.current: QueuedAlert | None = None
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -152,6 +154,7 @@ class InvestigationWorker:
                 packs=self.packs,
                 limits=self.limits,
                 investigation_id=item.investigation_id,
+                sources=self.sources,
             )
         except Exception as exc:  # a failed investigation is stored and shown, not retried
             log.warning(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,4 +34,29 @@ class PrometheusSource(BaseModel):
 
 Source = PrometheusSource
 
-__all__ = ["PrometheusSource", "Source", "SourceQuery"]
+
+def load_sources(path: str | Path) -> list[Source]:
+    """The `sources:` list of a YAML file, checked; errors name the entry and the field."""
+    import yaml
+    from pydantic import TypeAdapter, ValidationError
+
+    from casebook.executor.errors import UserError
+
+    try:
+        document = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(f"--sources {path}: cannot read it as YAML ({exc})") from None
+    if not isinstance(document, dict) or not isinstance(document.get("sources"), list):
+        raise UserError(f"--sources {path}: expected a YAML mapping with a `sources:` list, e.g. "
+                        "sources: [{name: prom, url: 'http://prometheus:9090', queries: "
+                        "[{query: cpu_usage_ratio}]}]")
+    try:
+        return TypeAdapter(list[Source]).validate_python(document["sources"])
+    except ValidationError as exc:
+        problems = "; ".join(
+            "sources" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"])
+            + f": {e['msg'].lower()}" for e in exc.errors()[:5])
+        raise UserError(f"--sources {path}: {problems}") from None
+
+
+__all__ = ["PrometheusSource", "Source", "SourceQuery", "load_sources"]

@@ -1,0 +1,171 @@
+"""Prometheus remote-write 1.0: a snappy-compressed `prometheus.WriteRequest` as `metrics` rows.
+
+No Python package ships Prometheus' protos, so the three messages needed (WriteRequest,
+TimeSeries with its Labels and Samples) are declared here in code and built at import time;
+fields this module does not declare (metadata, exemplars, native histograms) are skipped by the
+protobuf parser.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cramjam
+import pyarrow as pa
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError
+
+from casebook.executor.ingest.otlp_rows import COLUMNS
+
+DEFAULT_SERVICE_LABELS = ("service", "job")
+UNKNOWN_SERVICE = "unknown_service"
+# Prometheus marks a series that disappeared with this NaN; it is not a value.
+STALE_NAN = 0x7FF0000000000002
+
+
+def _messages() -> dict[str, type]:
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="casebook_prometheus_remote.proto", package="prometheus", syntax="proto3"
+    )
+    F = descriptor_pb2.FieldDescriptorProto
+    # RawSeries reads the same bytes as TimeSeries but keeps each label as its encoded bytes:
+    # series repeat from one request to the next, so their labels are decoded once and
+    # looked up by those bytes afterwards (a label object costs more than the lookup).
+    shapes = {
+        "Label": [("name", 1, F.TYPE_STRING, None, False), ("value", 2, F.TYPE_STRING, None, False)],
+        "Sample": [("value", 1, F.TYPE_DOUBLE, None, False),
+                   ("timestamp", 2, F.TYPE_INT64, None, False)],
+        "TimeSeries": [("labels", 1, F.TYPE_MESSAGE, ".prometheus.Label", True),
+                       ("samples", 2, F.TYPE_MESSAGE, ".prometheus.Sample", True)],
+        "WriteRequest": [("timeseries", 1, F.TYPE_MESSAGE, ".prometheus.TimeSeries", True)],
+        "RawSeries": [("labels", 1, F.TYPE_BYTES, None, True),
+                      ("samples", 2, F.TYPE_MESSAGE, ".prometheus.Sample", True)],
+        "RawWriteRequest": [("timeseries", 1, F.TYPE_MESSAGE, ".prometheus.RawSeries", True)],
+    }  # fmt: skip
+    for name, fields in shapes.items():
+        message = proto.message_type.add(name=name)
+        for field_name, number, kind, type_name, repeated in fields:
+            field = message.field.add(
+                name=field_name,
+                number=number,
+                type=kind,
+                label=F.LABEL_REPEATED if repeated else F.LABEL_OPTIONAL,
+            )
+            if type_name:
+                field.type_name = type_name
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    classes = message_factory.GetMessages([proto], pool=pool)
+    return {name: classes[f"prometheus.{name}"] for name in shapes}
+
+
+MESSAGES = _messages()
+WriteRequest, Label = MESSAGES["WriteRequest"], MESSAGES["Label"]
+RawWriteRequest = MESSAGES["RawWriteRequest"]
+SERIES_CACHE_SIZE = 200_000  # label sets remembered; forgotten all at once past this
+
+
+class RemoteWriteError(ValueError):
+    """A body that is not a snappy-compressed WriteRequest; the message says which part."""
+
+
+@dataclass
+class Decoded:
+    data: pa.Table
+    stale: int  # staleness markers, which are not values and are left out
+
+
+def decode_remote_write(
+    body: bytes, service_labels: Sequence[str] = DEFAULT_SERVICE_LABELS
+) -> Decoded:
+    """Rows of `metrics` from a remote-write body: name from `__name__`, the service from the
+    first of `service_labels` a series has, every other label in `labels`."""
+    try:
+        raw = bytes(cramjam.snappy.decompress_raw(body))
+    except cramjam.DecompressionError as exc:
+        raise RemoteWriteError(
+            f"the body is not snappy-compressed (block format, as Prometheus sends it): {exc}"
+        ) from None
+    return decode_write_request(raw, service_labels)
+
+
+def decode_write_request(raw: bytes, service_labels: Sequence[str]) -> Decoded:
+    """Rows of `metrics` from an uncompressed `prometheus.WriteRequest`."""
+    request = RawWriteRequest()
+    try:
+        request.ParseFromString(raw)
+    except DecodeError as exc:
+        raise RemoteWriteError(f"the body is not a prometheus.WriteRequest ({exc})") from None
+    known = _series_cache(tuple(service_labels))
+    # Name, service and labels are built once per distinct series and taken per sample.
+    distinct: list[tuple[str, str, list]] = []
+    position: dict[tuple[bytes, ...], int] = {}
+    ts: list[int] = []
+    values: list[float] = []
+    which: list[int] = []
+    stale = 0
+    for series in request.timeseries:
+        encoded = tuple(series.labels)
+        index = position.get(encoded)
+        if index is None:
+            described = known.get(encoded)
+            if described is None:
+                described = _describe(encoded, service_labels)
+                if len(known) >= SERIES_CACHE_SIZE:
+                    known.clear()
+                known[encoded] = described
+            index = position[encoded] = len(distinct)
+            distinct.append(described)
+        for sample in series.samples:
+            value = sample.value
+            if value != value and _bits(value) == STALE_NAN:  # NaN: maybe a staleness marker
+                stale += 1
+                continue
+            ts.append(sample.timestamp)
+            values.append(value)
+            which.append(index)
+    kinds = COLUMNS["metrics"]
+    take = pa.array(which, pa.int32())
+    data = pa.table({
+        "ts": pa.array(ts, pa.int64()).cast(pa.timestamp("ms")).cast(kinds["ts"]),
+        "name": pa.array([d[0] for d in distinct], kinds["name"]).take(take),
+        "service": pa.array([d[1] for d in distinct], kinds["service"]).take(take),
+        "value": pa.array(values, kinds["value"]),
+        "labels": pa.array([d[2] for d in distinct], kinds["labels"]).take(take),
+    })  # fmt: skip
+    return Decoded(data, stale)
+
+
+_CACHES: dict[tuple[str, ...], dict[tuple[bytes, ...], tuple[str, str, list]]] = {}
+
+
+def _series_cache(service_labels: tuple[str, ...]) -> dict:
+    return _CACHES.setdefault(service_labels, {})
+
+
+def _describe(encoded: tuple[bytes, ...], service_labels: Sequence[str]) -> tuple[str, str, list]:
+    labels = {}
+    for item in encoded:
+        label = Label.FromString(item)
+        labels[label.name] = label.value
+    name = labels.pop("__name__", "")
+    service = next((labels[s] for s in service_labels if labels.get(s)), UNKNOWN_SERVICE)
+    return name, service, list(labels.items())
+
+
+def encode_remote_write(series: Sequence[tuple[dict[str, str], Sequence[tuple[int, float]]]]) -> bytes:
+    """A snappy-compressed WriteRequest of (labels, [(timestamp_ms, value)]) series."""
+    request = WriteRequest()
+    for labels, samples in series:
+        item = request.timeseries.add()
+        for name in sorted(labels):
+            item.labels.add(name=name, value=labels[name])
+        for stamp, value in samples:
+            item.samples.add(timestamp=stamp, value=value)
+    return bytes(cramjam.snappy.compress_raw(request.SerializeToString()))
+
+
+def _bits(value: float) -> int:
+    return struct.unpack("<Q", struct.pack("<d", value))[0]
