@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -108,9 +109,28 @@ def _webhook_alert(item: Any, index: int, common: dict[str, str], kind: str,
             fingerprint=str(item.get("fingerprint") or ""),
             source=kind,
             generator_url=str(item.get("generatorURL") or ""),
+            dashboard_url=str(item.get("dashboardURL") or ""),
+            panel_url=str(item.get("panelURL") or ""),
+            silence_url=str(item.get("silenceURL") or ""),
+            values=_values(item.get("values")),
         )
     except ValidationError as exc:
         raise AlertFormatError(f"{where} ({name}): {_first(exc)}") from None
+
+
+def _values(raw: Any) -> dict[str, float]:
+    """Grafana's `values` ({"B": 0.93}); what is not a number is left out."""
+    if not isinstance(raw, dict):
+        return {}
+    out = {}
+    for key, value in raw.items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(number):
+            out[str(key)] = number
+    return out
 
 
 def _grafana_legacy(body: dict[str, Any], origin: str) -> Alert:

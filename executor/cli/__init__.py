@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "datasets",
     "demo",
     "analyzers",
+    "config",
 )
 
 for _name in COMMAND_MODULES:
