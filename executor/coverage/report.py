@@ -23,6 +23,7 @@ from casebook.executor.coverage.model import (
     Figure,
     NarrationSpend,
     Period,
+    Recurrence,
     UncoveredAlert,
 )
 from casebook.executor.errors import UserError
@@ -181,6 +182,7 @@ def build_report(
         first_day=head["first_at"],
         last_day=head["last_at"],
         notes=tuple(all_notes),
+        recurring=tuple(Recurrence(**r) for r in rows(queries.RECURRING)),
     )
 
 
