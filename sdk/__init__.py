@@ -11,16 +11,27 @@ from casebook.sdk.models import (
     Severity,
     TimeWindow,
 )
+from casebook.sdk.postprocessor import (
+    Annotate,
+    InvestigationView,
+    Notify,
+    OpenTicket,
+    postprocessor,
+)
 from casebook.sdk.telemetry import QueryResult, Telemetry, TelemetryError
 
 __all__ = [
     "Alert",
     "AnalyzerDefinitionError",
+    "Annotate",
     "Entity",
     "Evidence",
     "Finding",
     "FollowUp",
+    "InvestigationView",
     "Mitigation",
+    "Notify",
+    "OpenTicket",
     "QueryResult",
     "Severity",
     "Telemetry",
@@ -28,4 +39,5 @@ __all__ = [
     "TimeWindow",
     "analyzer",
     "from_finding",
+    "postprocessor",
 ]

@@ -40,6 +40,7 @@ class Dispatcher:
         *,
         public_url: str = "",
         registry=None,
+        postprocessors: Sequence = (),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
         self.config = config
@@ -47,6 +48,7 @@ class Dispatcher:
         self.results = results
         self.public_url = public_url.rstrip("/")
         self.registry = registry
+        self.postprocessors = list(postprocessors)
         self.clock = clock
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -66,8 +68,29 @@ class Dispatcher:
     # into the outbox
 
     def investigation_finished(self, record: InvestigationRecord) -> None:
-        """Everything that follows a finished investigation: its deliveries."""
+        """Everything that follows a ranked investigation: post-processors, then deliveries."""
+        if self.postprocessors:
+            self.run_postprocessors(record)
         self.enqueue_investigation(record)
+
+    def run_postprocessors(self, record: InvestigationRecord) -> None:
+        """Run the post-processors; keep their annotations, queue their messages."""
+        from casebook.executor.postprocessing import postprocess
+
+        notes, messages = postprocess(self.postprocessors, record, self.report_url(record.id))
+        for sink_name, message in messages:
+            sink = self.config.sink(sink_name)
+            if sink is None:
+                known = ", ".join(s.name for s in self.config.sinks) or "none are configured"
+                notes.append(f"Post-processor {message.payload['postprocessor']} asked for "
+                             f"the sink {sink_name!r}, which does not exist (sinks: {known}).")
+                continue
+            self.enqueue(message, [sink])
+        new = [n for n in notes if n not in record.notes]  # a redone run adds nothing twice
+        if new:
+            record.notes.extend(new)
+            if self.results is not None:
+                self.results.save(record)
 
     def enqueue_investigation(self, record: InvestigationRecord) -> list[str]:
         """Put the investigation's message in the outbox for every routed sink; their names."""

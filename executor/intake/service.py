@@ -175,4 +175,7 @@ def _deliveries(config: IntakeConfig, results: ResultsStore, registry):
         outbox_path_for(config.db),
         Backoff(base_s=retry.backoff_s, cap_s=retry.max_backoff_s, attempts=retry.max_attempts),
     )
-    return Dispatcher(settings, outbox, results, public_url=config.base_url, registry=registry)
+    from casebook.executor.postprocessing import find_postprocessors
+
+    return Dispatcher(settings, outbox, results, public_url=config.base_url, registry=registry,
+                      postprocessors=find_postprocessors(registry.packs))
