@@ -83,7 +83,7 @@ def load_config(path: str | Path) -> CasebookFile:
         config = None
     problems += _references(data, root)
     if problems or config is None:
-        raise ConfigError(path, problems)
+        raise ConfigError(path, sorted(problems, key=_line_number))
     return _anchored(config, path.parent)
 
 
@@ -163,6 +163,12 @@ def _references(data: dict[str, Any], root) -> list[str]:
     if isinstance(coverage, dict):
         check(("coverage", "sinks"), coverage.get("sinks"), coverage=True)
     return problems
+
+
+def _line_number(problem: str) -> int:
+    """Problems are listed in the order of the file."""
+    found = re.search(r"\(line (\d+)\)", problem)
+    return int(found.group(1)) if found else 0
 
 
 def _location(where: tuple[Any, ...], root) -> str:
