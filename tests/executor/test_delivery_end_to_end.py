@@ -5,6 +5,7 @@ after the restart each receiver gets each message exactly once."""
 
 import hashlib
 import hmac
+import os
 import signal
 import subprocess
 import sys
@@ -215,3 +216,46 @@ def test_alertmanager_to_webhook_and_slack_survives_a_dead_receiver_and_a_kill(t
             again.stop()
         webhook.stop()
         slack.stop()
+
+
+def test_coverage_url_reports_on_a_serve_that_is_receiving_alerts(tmp_path, store):  # noqa: F811
+    token = "cov-token"
+    served = Served(tmp_path, store, "--token", token)
+    casebook = [sys.executable, "-c", "from casebook.executor.cli import main; main()"]
+    try:
+        alert = {"status": "firing", "labels": KV_LABELS, "startsAt": STARTS,
+                 "fingerprint": "cov-1"}
+        status, _ = call("POST", f"{served.url}/webhook/alertmanager", {"alerts": [alert]},
+                         token=token)
+        assert status == 202
+        wait_for(lambda: [r for r in call("GET", f"{served.url}/api/investigations",
+                                          token=token)[1]["investigations"]
+                          if r["status"] == "done"], 60, "the alert investigated")
+        # The database is serve's: opening it from another process fails, as it always did.
+        locked = subprocess.run([*casebook, "coverage", "--db", str(tmp_path / "results.duckdb")],
+                                capture_output=True, text=True, timeout=60)
+        assert locked.returncode == 2
+        assert "read through its API instead" in " ".join(locked.stderr.split())
+
+        report = subprocess.run(
+            [*casebook, "coverage", "--url", served.url, "--markdown", str(tmp_path / "w.md"),
+             "--html", str(tmp_path / "w.html")],
+            capture_output=True, text=True, timeout=60, env={**os.environ,
+                                                             "CASEBOOK_TOKEN": token})
+        assert report.returncode == 0, report.stderr
+        assert "Analyzer coverage" in report.stdout
+        markdown = (tmp_path / "w.md").read_text()
+        assert markdown.startswith("# Analyzer coverage, ")
+        assert "| HighRequestVolume |" in markdown
+        assert "<h2>Recurring causes</h2>" in (tmp_path / "w.html").read_text()
+        status, data = call("GET", f"{served.url}/api/coverage?since=2000-01-01", token=token)
+        assert status == 200 and data["investigations"] == 1
+        assert data["alerts"][0]["name"] == "HighRequestVolume"
+        assert call("GET", f"{served.url}/api/coverage?format=pdf", token=token) == (
+            400, {"error": "format='pdf' is not known; use json, markdown or html"})
+        refused = subprocess.run([*casebook, "coverage", "--url", served.url],
+                                 capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 2
+        assert "answered 401" in refused.stderr and "--token or CASEBOOK_TOKEN" in refused.stderr
+    finally:
+        served.stop()
