@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterable, Sequence
 
 from casebook.executor.delivery.messages import Message
+from casebook.executor.links import alert_links
 from casebook.executor.narration.redaction import redact
 from casebook.executor.record import InvestigationRecord
 from casebook.sdk.postprocessor import (
@@ -112,6 +113,7 @@ def _messages(outcome: PostprocessorOutcome, record: InvestigationRecord,
             severity=record.alert.labels.get("severity", "warning"),
             source=record.alert.service or record.alert.source,
             report_url=report_url,
+            links=alert_links(record.alert),
         )
         out.append((action.sink, message))
     return out

@@ -43,6 +43,12 @@ def context_for(record: InvestigationRecord, *, results=None, templates=None, ou
 # HTML
 
 
+def values_html(values: dict[str, float]) -> str:
+    """The values the alert rule evaluated (Grafana's `values`), as chips."""
+    return "".join(f'<span class="chip value"><b>{escape(k)}</b> = {v:g}</span>'
+                   for k, v in sorted(values.items()))
+
+
 def links_html(links: list[Link]) -> str:
     if not links:
         return ""
@@ -109,10 +115,13 @@ LINK_STYLE = (
 # Markdown and terminal
 
 
-def links_markdown(links: list[Link]) -> list[str]:
-    if not links:
-        return []
-    return ["Links: " + " · ".join(f"[{link.label}]({link.url})" for link in links), ""]
+def links_markdown(links: list[Link], values: dict[str, float] | None = None) -> list[str]:
+    lines = []
+    if values:
+        lines += ["Values: " + ", ".join(f"{k} = {v:g}" for k, v in sorted(values.items())), ""]
+    if links:
+        lines += ["Links: " + " · ".join(f"[{link.label}]({link.url})" for link in links), ""]
+    return lines
 
 
 def seen_before_markdown(record: InvestigationRecord, context: ReportContext | None) -> list[str]:

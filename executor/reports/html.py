@@ -24,6 +24,7 @@ from casebook.executor.reports.context import (
     links_html,
     links_of,
     seen_before_html,
+    values_html,
 )
 from casebook.executor.reports.html_style import STYLE
 from casebook.executor.reports.outline import (
@@ -79,7 +80,7 @@ def _alert(record: InvestigationRecord, context: ReportContext | None = None) ->
         f'<span class="chip"><b>{escape(k)}</b> {escape(v)}</span>'
         for k, v in sorted(alert.labels.items())
         if k != "alertname"
-    )
+    ) + values_html(alert.values)
     counts = record.status_counts()
     ran = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     summary = alert.annotations.get("summary") or alert.annotations.get("description") or ""

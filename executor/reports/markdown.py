@@ -42,7 +42,7 @@ def render_markdown(record: InvestigationRecord, context: ReportContext | None =
         f"window {record.window.start:%H:%M}–{record.window.end:%H:%M} UTC · "
         f"`{record.id}`",
         "",
-        *links_markdown(links_of(record, context)),
+        *links_markdown(links_of(record, context), alert.values),
     ]
     narrative = record.narrative
     if narrative is not None and narrative.fallback_reason:

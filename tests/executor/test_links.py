@@ -44,6 +44,8 @@ def test_grafana_links_and_values_are_kept_and_only_http_becomes_a_link():
     page = render_html(record)
     assert 'href="https://grafana.example/d/dash"' in page
     assert "javascript:" not in page
+    assert '<span class="chip value"><b>B</b> = 0.93</span>' in page
+    assert "Values: B = 0.93" in render_markdown(record)
 
 
 def test_templates_link_services_and_traces_with_quoted_names():
