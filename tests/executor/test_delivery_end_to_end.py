@@ -36,11 +36,15 @@ RUNBOOK = "https://runbooks.example/inference/high-request-volume"
 GENERATOR = "http://prometheus.example:9090/graph?g0.expr=rate(requests_total%5B1m%5D)"
 
 
-def casebook_yaml(webhook: Receiver, slack: Receiver, public_url: str) -> str:
+def casebook_yaml(webhook: Receiver, slack: Receiver, public_url: str, tickets: Path) -> str:
     return f"""
 server:
   public_url: {public_url}
+packs: [casebook.examples.team_pack]
 sinks:
+  - name: cache-tickets
+    type: markdown
+    directory: {tickets}
   - name: audit-hook
     type: webhook
     url: {webhook.url}/casebook
@@ -84,7 +88,7 @@ def test_alertmanager_to_webhook_and_slack_survives_a_dead_receiver_and_a_kill(t
     public_url = "https://casebook.example"
     port = free_port()  # the same after the restart: Alertmanager keeps sending there
     config = tmp_path / "casebook.yaml"
-    config.write_text(casebook_yaml(webhook, slack, public_url))
+    config.write_text(casebook_yaml(webhook, slack, public_url, tmp_path / "tickets"))
     check = subprocess.run(
         [sys.executable, "-c", "from casebook.executor.cli import main; main()", "config",
          "check", str(config)], capture_output=True, text=True, timeout=60)
@@ -121,9 +125,11 @@ def test_alertmanager_to_webhook_and_slack_survives_a_dead_receiver_and_a_kill(t
             return len(waiting) == 2 and deliveries
 
         deliveries = wait_for(retried, 30, "both deliveries failing and retried")
-        assert {d["sink"] for d in deliveries} == {"audit-hook", "oncall-slack"}
-        assert all("cannot reach http://127.0.0.1:" in d["last_error"] for d in deliveries)
-        assert [e["outcome"] for e in deliveries[0]["log"]][:2] == ["retry", "retry"]
+        assert [(d["sink"], d["state"]) for d in deliveries] == [
+            ("cache-tickets", "delivered"), ("audit-hook", "pending"), ("oncall-slack", "pending")]
+        down = deliveries[1:]
+        assert all("cannot reach http://127.0.0.1:" in d["last_error"] for d in down)
+        assert [e["outcome"] for e in down[0]["log"]][:2] == ["retry", "retry"]
         served.stop(signal.SIGKILL)  # between the investigation and its delivery
 
         webhook.start()
@@ -134,7 +140,7 @@ def test_alertmanager_to_webhook_and_slack_survives_a_dead_receiver_and_a_kill(t
             log = call("GET", f"{again.url}/api/investigations/{ident}")[1]["deliveries"]
             return all(d["state"] == "delivered" for d in log) and log
 
-        log = wait_for(delivered, 30, "both deliveries made after the restart")
+        log = wait_for(delivered, 30, "both deliveries made after the restart")[1:]
         record = call("GET", f"{again.url}/api/investigations/{ident}")[1]
 
         # The generic webhook: one signed JSON object, field by field.
@@ -175,6 +181,14 @@ def test_alertmanager_to_webhook_and_slack_survives_a_dead_receiver_and_a_kill(t
             outcomes = [e["outcome"] for e in entry["log"]]
             assert outcomes[-1] == "delivered" and outcomes.count("delivered") == 1
             assert set(outcomes[:-1]) == {"retry"} and len(outcomes) >= 3
+
+        # The team pack's post-processor: a note on the investigation and a ticket file.
+        assert ("cache_ticket: kv-cache is owned by the cache team (#cache-oncall)."
+                in record["notes"])
+        ticket = (tmp_path / "tickets" / f"{ident}-cache_ticket-2.md").read_text()
+        assert ticket.startswith("# kv-cache: cache collapse behind HighRequestVolume\n")
+        assert [d["kind"] for d in record["deliveries"]] == [
+            "ticket", "investigation", "investigation"]
 
         # The same alert again with another pod: a new investigation that has seen this before.
         second = {**first, "labels": {**KV_LABELS, "pod": "gpu-2"}}
