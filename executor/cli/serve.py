@@ -206,6 +206,10 @@ def serve(
         file=sys.stderr,
         flush=True,
     )
+    if settings is not None and settings.sinks:
+        names = ", ".join(f"{s.name} ({s.type})" for s in settings.sinks)
+        print(f"delivering to {names}; reports link to {config.base_url}", file=sys.stderr,
+              flush=True)
     if not config.loopback and not config.token:
         print(
             f"warning: listening on {host} without --token: anyone who can reach port {port} "
