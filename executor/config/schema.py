@@ -56,6 +56,9 @@ class Runtime(Strict):
 class Retention(Strict):
     queue_days: float = Field(default=30.0, ge=1)
     seen_before_days: float = Field(default=30.0, ge=1)
+    deliveries_days: float = Field(
+        default=30.0, ge=8, description="finished deliveries are kept this long (the log)"
+    )
 
 
 class Delivery(Strict):

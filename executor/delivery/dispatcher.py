@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
@@ -27,6 +28,7 @@ from casebook.executor.reports.context import ReportContext, context_for
 log = logging.getLogger("casebook.delivery")
 
 IDLE_WAIT_S = 1.0
+PRUNE_EVERY_S = 3600.0
 
 
 class Dispatcher:
@@ -53,6 +55,7 @@ class Dispatcher:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._pruned_at = 0.0
 
     # what a report shows around an investigation
 
@@ -191,9 +194,18 @@ class Dispatcher:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    def _prune_now_and_then(self) -> None:
+        if time.monotonic() - self._pruned_at < PRUNE_EVERY_S and self._pruned_at:
+            return
+        self._pruned_at = time.monotonic()
+        forgotten = self.outbox.prune(self.config.retention.deliveries_days * 86400)
+        if forgotten:
+            log.info("forgot %d finished deliveries older than the retention", forgotten)
+
     def _loop(self) -> None:
         while not self._stopping.is_set():
             try:
+                self._prune_now_and_then()
                 self.schedule_coverage()
                 self.deliver_due()
             except Exception:  # keep delivering: one broken message must not stop the rest

@@ -242,6 +242,23 @@ class Outbox:
                     for t in tries],
         }
 
+    def prune(self, older_than_s: float, now: float | None = None) -> int:
+        """Forget finished messages (delivered or given up) older than this; pending ones stay.
+
+        Keys of older periods are no longer needed: a schedule only looks at its latest moment.
+        """
+        now = time.time() if now is None else now
+        with self._write() as db:
+            db.execute(
+                "delete from attempts where delivery_id in (select id from deliveries where "
+                "state <> 'pending' and created_at < ?)",
+                [now - older_than_s],
+            )
+            return db.execute(
+                "delete from deliveries where state <> 'pending' and created_at < ?",
+                [now - older_than_s],
+            ).rowcount
+
     def counts(self) -> dict[str, int]:
         rows = self._read("select state, count(*) from deliveries group by state")
         return {"pending": 0, "delivered": 0, "failed": 0} | {r[0]: r[1] for r in rows}

@@ -79,6 +79,10 @@ def test_the_outbox_keeps_one_message_per_key_and_backs_off(tmp_path):
     outbox.close()
     reopened = Outbox(tmp_path / "outbox.db")  # durable: the file holds it all
     assert reopened.counts() == {"pending": 0, "delivered": 0, "failed": 1}
+    reopened.put("inv-2:hook", **{**put, "investigation_id": "inv-2"})
+    assert reopened.prune(older_than_s=100, now=1050.0) == 0
+    assert reopened.prune(older_than_s=100, now=1200.0) == 1  # the pending one stays
+    assert reopened.counts() == {"pending": 1, "delivered": 0, "failed": 0}
 
 
 def test_routes_choose_sinks_like_alertmanager():
