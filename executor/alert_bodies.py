@@ -227,6 +227,10 @@ class WebhookAlert(_WindowAnnotations):
     starts_at: Moment | None = Field(default=None, alias="startsAt")
     ends_at: OptionalMoment = Field(default=None, alias="endsAt")
     generator_url: Text = Field(default="", alias="generatorURL")
+    dashboard_url: Text = Field(default="", alias="dashboardURL")  # Grafana's links
+    panel_url: Text = Field(default="", alias="panelURL")
+    silence_url: Text = Field(default="", alias="silenceURL")
+    values: dict[str, Any] | None = None  # Grafana's query values, e.g. {"B": 0.93}
     fingerprint: Text = ""
     title: Text = ""
 

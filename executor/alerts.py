@@ -6,6 +6,7 @@ here, naming the field, and never reaches the queue.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,26 @@ def _webhook_alert(
         fingerprint=item.fingerprint,
         source=kind,
         generator_url=item.generator_url,
+        dashboard_url=item.dashboard_url,
+        panel_url=item.panel_url,
+        silence_url=item.silence_url,
+        values=_values(item.values),
     )
+
+
+def _values(raw: Any) -> dict[str, float]:
+    """Grafana's `values` ({"B": 0.93}); what is not a number is left out."""
+    if not isinstance(raw, dict):
+        return {}
+    out = {}
+    for key, value in raw.items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(number):
+            out[str(key)] = number
+    return out
 
 
 def _grafana_legacy(body: GrafanaLegacyBody, origin: str) -> Alert:

@@ -6,7 +6,7 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -232,6 +232,44 @@ class ResultsStore:
             narrative=NarrativeRecord.model_validate_json(narrative[0]) if narrative else None,
         )
 
+    @contextmanager
+    def reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The connection, held for a read (the serving process shares it between threads)."""
+        with self._lock:
+            yield self.connection
+
+    def seen_before(self, record: InvestigationRecord, days: float = 30.0,
+                    limit: int = 10) -> list[dict[str, Any]]:
+        """Earlier investigations of the same alert whose top cause was the same (entity and
+        category) within `days` before this one, newest first, with their feedback."""
+        if not record.causes:
+            return []
+        top = record.causes[0]
+        since = record.created_at - timedelta(days=days)
+        with self._lock:
+            rows = self.connection.execute(
+                """select i.id, i.created_at, i.status,
+                          count(fb.helpful) filter (where fb.helpful) as helpful,
+                          count(fb.helpful) filter (where not fb.helpful) as not_helpful
+                   from investigations i
+                   join causes c on c.investigation_id = i.id and c.rank = 1
+                   left join feedback fb on fb.investigation_id = i.id
+                   where i.alert_name = ? and i.id <> ? and i.created_at >= ?
+                     and i.created_at < ? and c.entity_kind = ? and c.entity_name = ?
+                     and c.category = ?
+                   group by i.id, i.created_at, i.status
+                   order by i.created_at desc limit ?""",
+                [record.alert.name, record.id, since, record.created_at, top.entity.kind,
+                 top.entity.name, top.category, limit]).fetchall()
+        return [
+            {"id": r[0], "created_at": r[1].astimezone(UTC).isoformat(), "status": r[2],
+             "alert_name": record.alert.name,
+             "cause": {"entity": top.entity.model_dump(), "category": top.category},
+             "helpful": r[3], "not_helpful": r[4], "feedback": _feedback_words(r[3], r[4]),
+             "report_url": f"/investigations/{r[0]}"}
+            for r in rows
+        ]
+
     def add_feedback(self, investigation_id: str, helpful: bool, *, finding_id: str | None = None,
                      comment: str = "", source: str = "cli") -> None:
         """Record whether an investigation (or one finding of it) helped."""
@@ -251,3 +289,11 @@ class ResultsStore:
             self.connection.execute(
                 "insert into feedback values (?,?,?,?,?,?)",
                 [investigation_id, finding_id, helpful, comment, source, datetime.now(UTC)])
+
+
+def _feedback_words(helpful: int, not_helpful: int) -> str:
+    if not helpful and not not_helpful:
+        return "no feedback"
+    parts = [f"{helpful} helpful" if helpful else "", f"{not_helpful} not helpful"
+             if not_helpful else ""]
+    return ", ".join(p for p in parts if p)

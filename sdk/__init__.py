@@ -12,16 +12,27 @@ from casebook.sdk.models import (
     TimeWindow,
 )
 from casebook.sdk.packs import Pack
+from casebook.sdk.postprocessor import (
+    Annotate,
+    InvestigationView,
+    Notify,
+    OpenTicket,
+    postprocessor,
+)
 from casebook.sdk.telemetry import QueryResult, Telemetry, TelemetryError
 
 __all__ = [
     "Alert",
     "AnalyzerDefinitionError",
+    "Annotate",
     "Entity",
     "Evidence",
     "Finding",
     "FollowUp",
+    "InvestigationView",
     "Mitigation",
+    "Notify",
+    "OpenTicket",
     "Pack",
     "QueryResult",
     "Severity",
@@ -30,4 +41,5 @@ __all__ = [
     "TimeWindow",
     "analyzer",
     "from_finding",
+    "postprocessor",
 ]

@@ -34,7 +34,13 @@ class Alert(BaseModel):
     ends_at: datetime | None = None
     fingerprint: str = ""
     source: str = "casebook"
-    generator_url: str = ""
+    generator_url: str = Field(default="", description="the rule that fired (Prometheus, Grafana)")
+    dashboard_url: str = Field(default="", description="Grafana's dashboardURL")
+    panel_url: str = Field(default="", description="Grafana's panelURL")
+    silence_url: str = Field(default="", description="Grafana's silenceURL")
+    values: dict[str, float] = Field(
+        default_factory=dict, description="the values the rule evaluated (Grafana's `values`)"
+    )
 
     @field_validator("starts_at", "ends_at")
     @classmethod

@@ -16,7 +16,15 @@ import duckdb
 
 from casebook.sdk.analyzer import spec_of
 from casebook.sdk.invocation import Outcome, resolve_params, run_invocation
-from casebook.sdk.models import Alert, Finding, TimeWindow, utc
+from casebook.sdk.models import Alert, Entity, Finding, TimeWindow, utc
+from casebook.sdk.postprocessor import (
+    CauseView,
+    FindingView,
+    InvestigationView,
+    PostprocessorOutcome,
+    postprocessor_spec,
+)
+from casebook.sdk.postprocessor import run_postprocessor as _run_spec
 from casebook.sdk.schema import CORE_TABLES, MAP
 from casebook.sdk.telemetry import RAW_SCHEMA, Telemetry, TelemetrySource
 
@@ -162,3 +170,41 @@ def run(
     values = resolve_params(spec, alert, dict(params or {}))
     return run_invocation(spec, values, alert=alert, window=window,
                           telemetry=store.telemetry(window), upstream=dict(upstream or {}))
+
+
+def make_investigation(
+    alert: Alert | None = None,
+    *,
+    causes: Iterable[tuple[str, str] | tuple[str, str, list[str]]] = (),
+    findings: Iterable[Mapping[str, Any]] = (),
+    investigation_id: str = "inv-test",
+    report_url: str = "http://casebook.test/investigations/inv-test",
+    headline: str = "",
+) -> InvestigationView:
+    """A ranked investigation by hand: `causes` as ("service:kv-cache", "cache") pairs (or with
+    a third item, the supporting finding ids), ranked in order; `findings` as dicts of
+    FindingView fields (analyzer and title are enough; ids default to f1, f2, ...)."""
+    ranked = []
+    for rank, (entity, category, *supported) in enumerate(causes, start=1):
+        kind, _, name = entity.partition(":") if ":" in entity else ("service", "", entity)
+        ranked.append(CauseView(rank=rank, entity=Entity(kind=kind, name=name),
+                                category=category, score=round(1.0 - rank / 10, 2),
+                                finding_ids=tuple(supported[0]) if supported else ()))
+    made = []
+    for i, given in enumerate(findings, start=1):
+        fields: dict[str, Any] = {"id": f"f{i}", "summary": "", "severity": "warning",
+                                  "confidence": 0.5, "category": "other", **given}
+        fields.setdefault("title", fields["analyzer"])
+        made.append(FindingView.model_validate(fields))
+    return InvestigationView(id=investigation_id, alert=alert or make_alert(),
+                             causes=tuple(ranked), findings=tuple(made), headline=headline,
+                             report_url=report_url)
+
+
+def run_postprocessor(fn: Callable[..., Any],
+                      investigation: InvestigationView) -> PostprocessorOutcome:
+    """Run one post-processor exactly as production does: matchers, timeout, checked actions."""
+    spec = postprocessor_spec(fn)
+    if spec is None:
+        raise TypeError(f"{getattr(fn, '__name__', fn)!r} is not decorated with @postprocessor")
+    return _run_spec(spec, investigation)

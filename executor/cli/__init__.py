@@ -49,6 +49,7 @@ COMMAND_MODULES = (
     "analyzers",
     "store",
     "event",
+    "config",
 )
 
 for _name in COMMAND_MODULES:

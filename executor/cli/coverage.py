@@ -39,8 +39,27 @@ def coverage(
         list[str] | None,
         typer.Option("--pack", help="Extra analyzer pack (module or package); repeatable."),
     ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url", metavar="SERVE_URL", envvar="CASEBOOK_URL", show_default=False,
+            help="Ask a running `casebook serve` (GET /api/coverage) instead of opening --db.",
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="CASEBOOK_TOKEN", show_default=False,
+                     help="Bearer token of the service given to --url."),
+    ] = None,
 ) -> None:
     """Weekly coverage report: alerts covered, analyzers that work, top causes, feedback."""
+    if url is not None:
+        with reported():
+            from casebook.executor.coverage.remote import fetch_coverage
+
+            fetch_coverage(url, token=token, since=since, until=until, html=html,
+                           markdown=markdown)
+        return
     with reported():
         from rich.console import Console
 

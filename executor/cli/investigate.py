@@ -91,21 +91,24 @@ def investigate(
                         progress=progress, sources=pulled_from,
                     )
                 records.append(record)
+                from casebook.executor.reports.context import context_for
+
+                context = context_for(record, results=results)  # links, seen before
                 if html is not None:
                     from casebook.executor.reports.html import render_html
 
                     target = html if len(firing) == 1 else html.with_stem(f"{html.stem}-{record.id}")
-                    target.write_text(render_html(record))
+                    target.write_text(render_html(record, context=context))
                 if markdown is not None:
                     from casebook.executor.reports.markdown import render_markdown
 
                     target = markdown if len(firing) == 1 else markdown.with_stem(
                         f"{markdown.stem}-{record.id}")
-                    target.write_text(render_markdown(record))
+                    target.write_text(render_markdown(record, context))
                 if not as_json:
                     from casebook.executor.reports.terminal import render
 
-                    render(record, console)
+                    render(record, console, context)
         if as_json:
             payload = [r.contract_json() for r in records]
             json.dump(payload[0] if len(payload) == 1 else payload, sys.stdout, indent=2,

@@ -14,8 +14,32 @@ from casebook.executor.cli.investigate import (
     PackOption,
     RayOption,
     SourcesOption,
-    TelemetryOption,
 )
+
+OptionalTelemetry = Annotated[
+    str | None,
+    typer.Option(
+        "--telemetry", "-t", envvar="CASEBOOK_TELEMETRY", show_default=False,
+        help="Telemetry store: a Parquet directory, a .duckdb file or s3://bucket/prefix (or "
+        "`telemetry:` in --config).",
+    ),
+]
+# Flags whose configuration-file value applies unless the flag (or its variable) is given.
+FILE_KEYS = {
+    "telemetry": lambda f: f.telemetry,
+    "db": lambda f: f.results.db,
+    "queue": lambda f: f.results.queue,
+    "host": lambda f: f.server.host,
+    "port": lambda f: f.server.port,
+    "public_url": lambda f: f.server.public_url,
+    "local": lambda f: f.runtime.local,
+    "ray_address": lambda f: f.runtime.ray_address,
+    "token": lambda f: f.auth.token,
+    "grafana_secret": lambda f: f.auth.grafana_secret,
+    "cooldown": lambda f: f.runtime.cooldown_s,
+    "deadline": lambda f: f.runtime.deadline_s,
+    "retention_days": lambda f: f.retention.queue_days,
+}
 
 
 def register(app: typer.Typer) -> None:
@@ -23,7 +47,24 @@ def register(app: typer.Typer) -> None:
 
 
 def serve(
-    telemetry: TelemetryOption,
+    ctx: typer.Context,
+    telemetry: OptionalTelemetry = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", envvar="CASEBOOK_CONFIG", show_default=False,
+            help="casebook.yaml: sinks, routes, links, schedule and everything below; flags "
+            "and environment variables override it.",
+        ),
+    ] = None,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            show_default=False,
+            help="How people reach this service (report links in delivered messages); "
+            "default http://HOST:PORT.",
+        ),
+    ] = None,
     db: DbOption = Path(".casebook/results.duckdb"),
     host: Annotated[
         str,
@@ -125,6 +166,35 @@ def serve(
         from casebook.executor.intake.service import IntakeService
         from casebook.executor.sources import load_sources
 
+        settings = None
+        if config_file is not None:
+            from casebook.executor.config import load_config
+
+            settings = load_config(config_file)
+            given = {
+                name for name in ctx.params
+                if ctx.get_parameter_source(name).name not in ("DEFAULT", "DEFAULT_MAP")
+            }
+
+            def pick(name: str, flag):
+                from_file = FILE_KEYS[name](settings)
+                return flag if name in given or from_file is None else from_file
+
+            telemetry, db, queue = pick("telemetry", telemetry), pick("db", db), pick("queue", queue)
+            host, port, public_url = pick("host", host), pick("port", port), pick("public_url", public_url)
+            local, ray_address = pick("local", local), pick("ray_address", ray_address)
+            token, grafana_secret = pick("token", token), pick("grafana_secret", grafana_secret)
+            cooldown, deadline = pick("cooldown", cooldown), pick("deadline", deadline)
+            retention_days = pick("retention_days", retention_days)
+            pack = list(dict.fromkeys([*settings.packs, *(pack or [])]))
+        if telemetry is None:
+            from casebook.executor.errors import UserError
+
+            raise UserError(
+                "no telemetry store: give --telemetry PATH (or CASEBOOK_TELEMETRY), or "
+                "`telemetry:` in the file given to --config"
+            )
+
         config = IntakeConfig(
             telemetry=telemetry,
             db=db,
@@ -143,8 +213,11 @@ def serve(
             deadline_s=deadline,
             max_body_bytes=max_body_bytes,
             retention_days=retention_days,
-            sources=load_sources(sources) if sources else [],
+            sources=(load_sources(sources) if sources
+                     else list(settings.sources) if settings is not None else []),
             service_labels=tuple(service_label or ("service", "job")),
+            settings=settings,
+            public_url=public_url,
         )
         from casebook.executor.telemetry_store.upkeep import StoreUpkeep, parse_retention
 
@@ -160,6 +233,10 @@ def serve(
         file=sys.stderr,
         flush=True,
     )
+    if settings is not None and settings.sinks:
+        names = ", ".join(f"{s.name} ({s.type})" for s in settings.sinks)
+        print(f"delivering to {names}; reports link to {config.base_url}", file=sys.stderr,
+              flush=True)
     if not config.loopback and not config.token:
         print(
             f"warning: listening on {host} without --token: anyone who can reach port {port} "

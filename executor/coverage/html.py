@@ -92,6 +92,7 @@ def render_html(report: CoverageReport) -> str:
             _uncovered(report),
             _analyzers(report),
             _causes(report),
+            _recurring(report),
             _feedback(report),
             _narration(report),
             _definitions(),
@@ -332,6 +333,24 @@ def _causes(report: CoverageReport) -> str:
             + "</p>"
         )
     return "".join(out) + "</section>"
+
+
+def _recurring(report: CoverageReport) -> str:
+    out = ['<section id="recurring"><h2>Recurring causes</h2>']
+    if not report.recurring:
+        out.append("<p>No alert had the same top cause twice in this period.</p>")
+        return "".join(out) + "</section>"
+    out.append(
+        "<table><tr><th>Alert</th><th>Top cause</th><th class=n>Times</th><th>First</th>"
+        "<th>Last</th></tr>"
+    )
+    out += [
+        f"<tr><td>{escape(r.alert_name)}</td><td>{escape(r.category)} on {escape(r.entity)}</td>"
+        f"<td class=n>{r.times}</td><td>{r.first_at:%Y-%m-%d %H:%M}</td>"
+        f"<td>{r.last_at:%Y-%m-%d %H:%M}</td></tr>"
+        for r in report.recurring[:20]
+    ]
+    return "".join(out) + "</table></section>"
 
 
 def _feedback(report: CoverageReport) -> str:

@@ -29,7 +29,8 @@ def render_markdown(report: CoverageReport) -> str:
         out += ["Nothing to report for this period.", ""]
         return "\n".join(out)
     out += _glance(report) + _figures(report) + _alerts(report) + _uncovered(report)
-    out += _analyzers(report) + _causes(report) + _feedback(report) + _narration(report)
+    out += _analyzers(report) + _causes(report) + _recurring(report) + _feedback(report)
+    out += _narration(report)
     out += ["## How these figures are counted", ""]
     out += [f"- **{term}**: {meaning}" for term, meaning in DEFINITIONS]
     out.append("")
@@ -168,6 +169,22 @@ def _causes(report: CoverageReport) -> list[str]:
             "",
         ]
     return out
+
+
+def _recurring(report: CoverageReport) -> list[str]:
+    out = ["## Recurring causes", ""]
+    if not report.recurring:
+        return [*out, "No alert had the same top cause twice in this period.", ""]
+    out += [
+        "| Alert | Top cause | Times | First | Last |",
+        "| --- | --- | ---: | --- | --- |",
+    ]
+    out += [
+        f"| {_cell(r.alert_name)} | {r.category} on {_cell(r.entity)} | {r.times} | "
+        f"{r.first_at:%Y-%m-%d %H:%M} | {r.last_at:%Y-%m-%d %H:%M} |"
+        for r in report.recurring[:20]
+    ]
+    return [*out, ""]
 
 
 def _feedback(report: CoverageReport) -> list[str]:

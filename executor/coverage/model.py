@@ -164,6 +164,18 @@ class CauseCount:
 
 
 @dataclass(frozen=True)
+class Recurrence:
+    """An alert whose top cause was the same in several investigations of the period."""
+
+    alert_name: str
+    category: str
+    entity: str
+    times: int
+    first_at: datetime
+    last_at: datetime
+
+
+@dataclass(frozen=True)
 class Comment:
     investigation_id: str
     alert_name: str
@@ -236,6 +248,7 @@ class CoverageReport:
     first_day: datetime | None = None
     last_day: datetime | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    recurring: tuple[Recurrence, ...] = field(default_factory=tuple)
     owners: dict[str, str] = field(default_factory=dict)  # analyzer -> owning team
 
     def owner_of(self, analyzer: str) -> str:

@@ -154,6 +154,20 @@ order by top desc, top3 desc, c.category, entity
 """
 )
 
+# The same alert with the same top cause more than once: incidents that keep coming back.
+RECURRING = (
+    PERIOD
+    + """
+select inv.alert_name, c.category, c.entity_kind || ':' || c.entity_name as entity,
+    count(*) as times, min(inv.created_at) as first_at, max(inv.created_at) as last_at
+from causes c join inv on inv.id = c.investigation_id
+where c.rank = 1
+group by inv.alert_name, c.category, c.entity_kind, c.entity_name
+having count(*) > 1
+order by times desc, last_at desc, inv.alert_name
+"""
+)
+
 FEEDBACK = (
     PERIOD
     + """

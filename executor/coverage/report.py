@@ -23,6 +23,7 @@ from casebook.executor.coverage.model import (
     Figure,
     NarrationSpend,
     Period,
+    Recurrence,
     UncoveredAlert,
 )
 from casebook.executor.errors import UserError
@@ -185,6 +186,7 @@ def build_report(
         last_day=head["last_at"],
         notes=tuple(all_notes),
         owners={name: spec.owner for name, spec in known.items() if spec.owner},
+        recurring=tuple(Recurrence(**r) for r in rows(queries.RECURRING)),
     )
 
 

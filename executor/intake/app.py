@@ -28,6 +28,7 @@ from casebook.executor.intake.bodies import (
     require_json_content,
 )
 from casebook.executor.intake.config import LOOPBACK_HOSTS
+from casebook.executor.intake.coverage_routes import register_coverage_routes
 from casebook.executor.intake.feedback import FORM, read_feedback
 from casebook.executor.intake.metrics import CONTENT_TYPE
 from casebook.executor.intake.pages import investigations_page, message_page, waiting_page
@@ -184,7 +185,7 @@ def create_app(service: IntakeService, *, run_worker: bool = True) -> FastAPI:
         authorize(request)
         record = service.results.get(_checked_id(investigation_id))
         if record is not None:
-            return JSONResponse(jsonable_encoder(record.contract_json()))
+            return JSONResponse(jsonable_encoder(service.describe(record)))
         state = service.queue.state_of(investigation_id)
         if state in ("queued", "running"):
             return JSONResponse({"id": investigation_id, "state": state}, status_code=202)
@@ -236,8 +237,14 @@ def create_app(service: IntakeService, *, run_worker: bool = True) -> FastAPI:
         from casebook.executor.reports.html import render_html
 
         return HTMLResponse(
-            render_html(record, feedback_url=f"/api/investigations/{investigation_id}/feedback")
+            render_html(
+                record,
+                feedback_url=f"/api/investigations/{investigation_id}/feedback",
+                context=service.context(record),
+            )
         )
+
+    register_coverage_routes(app, service, authorize)
 
     @app.get("/", response_class=HTMLResponse)
     def list_page(request: Request, limit: int = 100) -> HTMLResponse:

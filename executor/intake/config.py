@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from casebook.executor.config.schema import CasebookFile
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9095
@@ -47,6 +51,10 @@ class IntakeConfig:
     # Remote-write series name their service with the first of these labels they carry.
     service_labels: tuple[str, ...] = ("service", "job")
     sources: list = field(default_factory=list)  # PrometheusSource, pulled at alert time
+    # The configuration file's sections serve has no flags for: sinks, routes, links, the
+    # coverage schedule, delivery retries, sources. None: no file, nothing is delivered.
+    settings: CasebookFile | None = None
+    public_url: str | None = None  # how people reach the service; links in messages use it
 
     def __post_init__(self) -> None:
         if "://" not in str(self.telemetry):  # an s3:// URL stays text; Path would mangle it
@@ -58,6 +66,14 @@ class IntakeConfig:
     def queue_path(self) -> Path:
         assert self.queue is not None
         return self.queue
+
+    @property
+    def base_url(self) -> str:
+        """The service's address as people reach it (for links in delivered messages)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        shown = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{shown}:{self.port}"
 
     @property
     def loopback(self) -> bool:

@@ -29,6 +29,7 @@ class IntakeService:
         worker: InvestigationWorker,
         runtime,
         notes: list[str] | None = None,
+        deliveries=None,
     ):
         self.config = config
         self.queue = queue
@@ -37,6 +38,7 @@ class IntakeService:
         self.worker = worker
         self.runtime = runtime
         self.notes = notes or []
+        self.deliveries = deliveries
 
     @classmethod
     def open(cls, config: IntakeConfig) -> IntakeService:
@@ -78,6 +80,12 @@ class IntakeService:
             results.close()
             queue.close()
             raise
+        try:
+            deliveries = _deliveries(config, results, registry)
+        except BaseException:
+            results.close()
+            queue.close()
+            raise
         worker = InvestigationWorker(
             queue,
             results,
@@ -90,14 +98,17 @@ class IntakeService:
             cooldown_s=config.cooldown_s,
             retention_s=config.retention_days * 86400,
             sources=config.sources,
+            deliveries=deliveries,
         )
-        return cls(config, queue, results, metrics, worker, runtime, notes)
+        return cls(config, queue, results, metrics, worker, runtime, notes, deliveries)
 
     def start(self) -> None:
         """Start investigating what is queued, including what a crash left behind."""
         for note in self.notes:
             log.warning(note)
         self.worker.start()
+        if self.deliveries is not None:
+            self.deliveries.start()
 
     def close(self, timeout: float = 10.0) -> None:
         """Let the current investigation finish (up to `timeout` s), then release everything."""
@@ -109,9 +120,29 @@ class IntakeService:
                 self.worker.current.alert.name if self.worker.current else "an alert",
             )
             return
+        if self.deliveries is not None:
+            self.deliveries.stop()
+            self.deliveries.outbox.close()
         self.runtime.shutdown()
         self.results.close()
         self.queue.close()
+
+    def context(self, record):
+        """Links, seen before and deliveries of an investigation, for its page."""
+        if self.deliveries is None:
+            return None
+        return self.deliveries.context(record)
+
+    def describe(self, record) -> dict[str, Any]:
+        """The investigation's JSON (DESIGN.md contract) with its links, earlier occurrences
+        and delivery log."""
+        data = record.contract_json()
+        context = self.context(record)
+        if context is not None:
+            data["links"] = [link.as_json() for link in context.links]
+            data["seen_before"] = context.seen_before or []
+            data["deliveries"] = context.deliveries
+        return data
 
     def accept(self, body: Any, source: str, *, manual: bool = False) -> list[Receipt]:
         """Split a webhook body (or a casebook alert) into alerts and queue the new ones.
@@ -133,3 +164,20 @@ class IntakeService:
         if any(not r.duplicate for r in receipts):
             self.worker.wake()
         return receipts
+
+
+def _deliveries(config: IntakeConfig, results: ResultsStore, registry):
+    """The outbox next to the results database and what sends from it."""
+    from casebook.executor.config.schema import CasebookFile
+    from casebook.executor.delivery import Backoff, Dispatcher, Outbox, outbox_path_for
+
+    settings = config.settings or CasebookFile()
+    retry = settings.delivery
+    outbox = Outbox(
+        outbox_path_for(config.db),
+        Backoff(base_s=retry.backoff_s, cap_s=retry.max_backoff_s, attempts=retry.max_attempts),
+    )
+    from casebook.executor.postprocessing import find_postprocessors
+
+    return Dispatcher(settings, outbox, results, public_url=config.base_url, registry=registry,
+                      postprocessors=find_postprocessors(registry.packs))

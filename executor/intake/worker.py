@@ -44,6 +44,7 @@ class InvestigationWorker:
         cooldown_s: float = 0.0,
         retention_s: float | None = None,
         sources: Sequence = (),
+        deliveries=None,
     ):
         self.queue = queue
         self.results = results
@@ -56,6 +57,7 @@ class InvestigationWorker:
         self.cooldown_s = cooldown_s
         self.retention_s = retention_s
         self.sources = list(sources)
+        self.deliveries = deliveries
         self.current: QueuedAlert | None = None
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -178,6 +180,7 @@ class InvestigationWorker:
             self.queue.finish(item.id, "failed", failed=True, error=_describe(exc))
             self.metrics.investigations.labels("failed").inc()
             return
+        self._deliver(record)
         self.queue.finish(item.id, record.status)
         self.metrics.investigations.labels(record.status).inc()
         self.metrics.duration.observe(time.monotonic() - started)
@@ -189,6 +192,16 @@ class InvestigationWorker:
             record.status,
             len(record.findings),
         )
+
+    def _deliver(self, record: InvestigationRecord) -> None:
+        """Post-process and queue the deliveries before the alert counts as done: a crash in
+        between redoes the investigation, and the outbox keeps one message per sink."""
+        if self.deliveries is None:
+            return
+        try:
+            self.deliveries.investigation_finished(record)
+        except Exception:  # the investigation stands; its deliveries are what is missing
+            log.exception("could not queue the deliveries of %s", record.id)
 
     def _record(self, item: QueuedAlert) -> None:
         record = self.results.get(item.related) if item.related else None

@@ -17,6 +17,15 @@ from typing import Any
 from casebook.executor.narration.redaction import redact
 from casebook.executor.record import FindingRecord, InvestigationRecord, SentenceRecord
 from casebook.executor.reports.chart import line_chart
+from casebook.executor.reports.context import (
+    LINK_STYLE,
+    ReportContext,
+    deliveries_html,
+    links_html,
+    links_of,
+    seen_before_html,
+    values_html,
+)
 from casebook.executor.reports.html_style import STYLE
 from casebook.executor.reports.outline import (
     Branch,
@@ -35,19 +44,23 @@ ISO_MOMENT = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]0
 MAX_CELL = 200
 
 
-def render_html(record: InvestigationRecord, feedback_url: str | None = None) -> str:
-    """The investigation as one HTML page; with `feedback_url`, helpful/not-helpful forms."""
+def render_html(record: InvestigationRecord, feedback_url: str | None = None,
+                context: ReportContext | None = None) -> str:
+    """The investigation as one HTML page; with `feedback_url`, helpful/not-helpful forms;
+    with `context`, earlier occurrences, link templates and deliveries."""
     alert = record.alert
     title = f"{alert.name}: {record.narrative.headline if record.narrative else record.id}"
     body = [
-        _alert(record),
+        _alert(record, context),
         _banner(record),
         _story(record),
         _causes(record),
+        seen_before_html(record, context),
         _steps(record),
         _chain(record),
         _findings(record, feedback_url),
         _runs(record),
+        deliveries_html(context),
         _investigation_feedback(record, feedback_url),
         f"<footer>casebook · {escape(record.id)} · generated "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC</footer>",
@@ -55,19 +68,19 @@ def render_html(record: InvestigationRecord, feedback_url: str | None = None) ->
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body><main>"
+        f"<title>{escape(title)}</title><style>{STYLE}{LINK_STYLE}</style></head><body><main>"
         + "".join(part for part in body if part)
         + "</main></body></html>"
     )
 
 
-def _alert(record: InvestigationRecord) -> str:
+def _alert(record: InvestigationRecord, context: ReportContext | None = None) -> str:
     alert = record.alert
     chips = "".join(
         f'<span class="chip"><b>{escape(k)}</b> {escape(v)}</span>'
         for k, v in sorted(alert.labels.items())
         if k != "alertname"
-    )
+    ) + values_html(alert.values)
     counts = record.status_counts()
     ran = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     summary = alert.annotations.get("summary") or alert.annotations.get("description") or ""
@@ -79,7 +92,7 @@ def _alert(record: InvestigationRecord) -> str:
         f"window {record.window.start:%H:%M}–{record.window.end:%H:%M} UTC · "
         f"{len(record.invocations)} invocations ({escape(ran or 'none')}) · "
         f"{escape(record.id)}</p>"
-        f'<div class="chips">{chips}</div></div></header>'
+        f'<div class="chips">{chips}</div>{links_html(links_of(record, context))}</div></header>'
     )
 
 

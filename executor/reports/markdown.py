@@ -7,6 +7,12 @@ from typing import Any
 
 from casebook.executor.narration.redaction import redact
 from casebook.executor.record import FindingRecord, InvestigationRecord, SentenceRecord
+from casebook.executor.reports.context import (
+    ReportContext,
+    links_markdown,
+    links_of,
+    seen_before_markdown,
+)
 from casebook.executor.reports.outline import (
     Branch,
     by_kind,
@@ -23,8 +29,9 @@ SPARKS = "▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 40
 
 
-def render_markdown(record: InvestigationRecord) -> str:
-    """The investigation as Markdown; every narrative sentence links to its findings."""
+def render_markdown(record: InvestigationRecord, context: ReportContext | None = None) -> str:
+    """The investigation as Markdown; every narrative sentence links to its findings; with
+    `context`, earlier occurrences and templated links."""
     lines: list[str] = []
     alert = record.alert
     labels = " · ".join(f"{k}={v}" for k, v in sorted(alert.labels.items()) if k != "alertname")
@@ -35,6 +42,7 @@ def render_markdown(record: InvestigationRecord) -> str:
         f"window {record.window.start:%H:%M}–{record.window.end:%H:%M} UTC · "
         f"`{record.id}`",
         "",
+        *links_markdown(links_of(record, context), alert.values),
     ]
     narrative = record.narrative
     if narrative is not None and narrative.fallback_reason:
@@ -65,6 +73,7 @@ def render_markdown(record: InvestigationRecord) -> str:
         lines.append("No probable cause: no analyzer found anything notable.")
     lines.append("")
 
+    lines += seen_before_markdown(record, context)
     if groups["next_step"]:
         lines += ["## Next steps", ""]
         lines += [f"{i}. {_sentence(s)}" for i, s in enumerate(groups["next_step"], start=1)]

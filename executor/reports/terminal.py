@@ -9,6 +9,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from casebook.executor.record import FindingRecord, InvestigationRecord, SentenceRecord
+from casebook.executor.reports.context import ReportContext, context_lines
 from casebook.executor.reports.outline import by_kind, failed_invocations, narrator_line
 
 SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
@@ -23,8 +24,9 @@ STATUS_STYLE = {
 }
 
 
-def render(record: InvestigationRecord, console: Console | None = None) -> None:
-    """Print an investigation for a person at a terminal."""
+def render(record: InvestigationRecord, console: Console | None = None,
+           context: ReportContext | None = None) -> None:
+    """Print an investigation for a person at a terminal (with `context`: links, seen before)."""
     console = console or Console()
     alert = record.alert
     labels = ", ".join(f"{k}={v}" for k, v in sorted(alert.labels.items()) if k != "alertname")
@@ -42,6 +44,7 @@ def render(record: InvestigationRecord, console: Console | None = None) -> None:
             style="dim",
         ),
         Text.from_markup(stats),
+        *(Text(line, style="cyan") for line in context_lines(record, context)),
     )
     console.print(Panel(header, border_style="blue", expand=False))
 

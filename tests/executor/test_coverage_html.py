@@ -26,6 +26,7 @@ SECTIONS = [
     "uncovered",
     "analyzers",
     "causes",
+    "recurring",
     "feedback",
     "narration",
     "definitions",

@@ -98,9 +98,15 @@ class Served:
     """`casebook serve` in a subprocess (in-process runtime unless ray=True), on a free port."""
 
     def __init__(
-        self, tmp: Path, store: Path, *extra: str, env: dict | None = None, ray: bool = False
+        self,
+        tmp: Path,
+        store: Path,
+        *extra: str,
+        env: dict | None = None,
+        ray: bool = False,
+        port: int | None = None,
     ):
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = (tmp / f"serve-{self.port}.log").open("w")
         command = [
