@@ -93,7 +93,7 @@ def test_evidence_is_redacted_and_fenced_as_data(claude):
     _, fake = claude([tool_answer(good_answer())])
     prompt = fake.requests[0]["messages"][0]["content"]
     assert "sk-ant-api03-SECRET" not in prompt and "alice@example.com" not in prompt
-    assert "token=[redacted]" in prompt and "[email]" in prompt
+    assert "token=[redacted anthropic-key]" in prompt and "[redacted email]" in prompt
     # The planted text arrives only as escaped JSON inside the fence; it cannot close it.
     assert prompt.count("<investigation>") == 1 and prompt.count("</investigation>") == 1
     fence = prompt[prompt.index("<investigation>") + 15 : prompt.index("</investigation>")]

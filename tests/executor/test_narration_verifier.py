@@ -132,7 +132,7 @@ def test_secrets_in_a_sentence_are_rejected():
     reasons = check("sessions-cache failed for alice@example.com.", ["F1"])
     assert reasons[0] == (
         'sentence 2 ("sessions-cache failed for alice@example.com.") contains '
-        "what looks like a secret (e-mail address)"
+        "what looks like a secret (email)"
     )
 
 
@@ -195,19 +195,23 @@ def test_when_nothing_was_found_the_narrative_says_what_ran():
     [
         (
             "GET https://bob:hunter2@db.internal/x",
-            "GET https://bob:[redacted]@db.internal/x",
-            "password in a URL",
+            "GET https://bob:[redacted password]@db.internal/x",
+            "password",
         ),
         (
             "Authorization: Bearer abc123def456ghi789",
-            "Authorization: Bearer [redacted]",
-            "bearer token",
+            "Authorization: Bearer [redacted bearer-token]",
+            "bearer-token",
         ),
-        ("key sk-ant-api03-abcdefghijklmnop used", "key [redacted] used", "API key"),
-        ("aws AKIAABCDEFGHIJKLMNOP", "aws [redacted]", "API key"),
-        ("login by alice.smith@example.co.uk", "login by [email]", "e-mail address"),
-        ("password=s3cret&user=bob", "password=[redacted]&user=bob", "secret assignment"),
-        ('{"api_key": "abc123"}', '{"api_key": "[redacted]"}', "secret assignment"),
+        (
+            "key sk-ant-api03-abcdefghijklmnop used",
+            "key [redacted anthropic-key] used",
+            "anthropic-key",
+        ),
+        ("aws AKIAABCDEFGHIJKLMNOP", "aws [redacted aws-access-key-id]", "aws-access-key-id"),
+        ("login by alice.smith@example.co.uk", "login by [redacted email]", "email"),
+        ("password=s3cret&user=bob", "password=[redacted password]&user=bob", "password"),
+        ('{"api_key": "abc123XYZ789"}', '{"api_key": "[redacted secret]"}', "secret"),
     ],
 )
 def test_redaction_replaces_secrets_and_names_them(text, expected, kind):
