@@ -257,8 +257,8 @@ def test_a_timeout_ends_in_the_deterministic_narrator(claude, monkeypatch):
     narrative, fake = claude([slow(3, tool_answer(good_answer()))])
     assert len(fake.requests) == 1
     assert narrative.fallback_reason == (
-        "Claude did not answer within 0.3 s in 1 attempt "
-        "(CASEBOOK_NARRATOR_TIMEOUT_S, CASEBOOK_NARRATOR_RETRIES)."
+        "The narration deadline of 0.3 s was reached while waiting for Claude's answer "
+        "(attempt 1); the call was abandoned (CASEBOOK_NARRATOR_TIMEOUT_S)."
     )
 
 
@@ -268,7 +268,7 @@ def test_the_investigation_budget_stops_claude_before_it_is_asked(claude, monkey
     assert fake.requests == []
     assert narrative.narrator == "deterministic"
     assert narrative.fallback_reason.startswith(
-        "Claude was not asked: the narration would need about "
+        "Claude was not asked: the narration would need up to "
     )
     assert narrative.fallback_reason.endswith(
         "more tokens and this investigation has 1,000 of its 1,000 left "
@@ -282,7 +282,7 @@ def test_the_investigation_budget_also_bounds_the_retry(claude, monkeypatch):
     assert len(fake.requests) == 1
     assert fake.requests[0]["max_tokens"] == 2000
     assert narrative.fallback_reason.startswith(
-        "Claude was not asked again: the narration would need about "
+        "Claude was not asked again: the narration would need up to "
     )
     assert (narrative.tokens_in, narrative.tokens_out) == (9000, 400)
 
@@ -297,7 +297,7 @@ def test_the_daily_budget_is_kept_in_a_ledger_across_investigations(claude, monk
     assert fake.requests == []
     assert narrative.fallback_reason.startswith(
         "Claude was not asked: the daily token budget is spent: 3,500 of 8,000 tokens used "
-        "today (UTC) and this narration needs about "
+        "or reserved today (UTC) and this narration needs up to "
     )
 
 
