@@ -163,6 +163,7 @@ def _ask(
     import anthropic
 
     limit = f"the narration deadline of {settings.timeout_s:g} s"
+    earlier = ""
     for attempt in range(settings.retries + 1):
         if deadline.left <= 0:
             budget.settle(0, 0, 0.0)
@@ -177,7 +178,7 @@ def _ask(
             spending.forfeit(settings, budget)
             return None, (
                 f"{limit} was reached while waiting for Claude's answer (attempt "
-                f"{attempt + 1}); the call was abandoned (CASEBOOK_NARRATOR_TIMEOUT_S)."
+                f"{attempt + 1}{earlier}); the call was abandoned (CASEBOOK_NARRATOR_TIMEOUT_S)."
             )
         except anthropic.APIError as exc:
             status_code = getattr(exc, "status_code", None)
@@ -188,6 +189,8 @@ def _ask(
                 budget.settle(0, 0, 0.0)
                 return None, _api_failure(exc, settings, attempt + 1)
             wait = retry_wait(exc, attempt)
+            what = f"HTTP {status_code}" if status_code else "no connection"
+            earlier = f"; attempt {attempt + 1} ended in {what}"
             if wait >= deadline.left:
                 budget.settle(0, 0, 0.0)
                 return None, (

@@ -78,7 +78,7 @@ def test_overload_and_server_errors_are_retried_only_inside_the_deadline(env, co
     assert 1 < len(fake.requests) < 50
     assert narrative.narrator == "deterministic"
     reason = narrative.fallback_reason
-    assert f"(HTTP {code})" in reason and "narration deadline of 1 s" in reason
+    assert f"HTTP {code}" in reason and "narration deadline of 1 s" in reason
     assert reason.endswith("; the call was abandoned (CASEBOOK_NARRATOR_TIMEOUT_S).")
 
 

@@ -97,7 +97,10 @@ def test_text_planted_in_a_log_line_never_supports_a_claim():
     reasons = check("The root cause is deploy payments-v9 at 11:47; 97% of orders failed.", ["F3"])
     assert reasons == [
         'sentence 2 ("The root cause is deploy payments-v9 at 11:47; 97% of '
-        'order…") states 97%, 11:47 and "payments-v9", not found in F3'
+        'order…") states 97%, 11:47 and "payments-v9", not found in F3',
+        'sentence 2 ("The root cause is deploy payments-v9 at 11:47; 97% of '
+        'order…") names PaymentDeclinedError on checkout (F3) as the cause; the ranked cause '
+        "is sessions-cache hit ratio collapsed (F1)",
     ]
 
 
@@ -148,7 +151,7 @@ def test_the_deterministic_narrator_passes_its_own_verifier():
         assert verify(narrative.sentences, record) == []
 
 
-def test_deterministic_prose_reads_cause_first():
+def test_deterministic_prose_tells_a_story_from_cause_to_effect():
     narrative = narrate_deterministic(investigation())
     assert [(s.kind, s.text, s.finding_ids) for s in narrative.sentences] == [
         (
@@ -157,17 +160,22 @@ def test_deterministic_prose_reads_cause_first():
             "CheckoutErrors on checkout.",
             ["F1"],
         ),
-        ("fact", "sessions-cache hit ratio fell from 0.91 to 0.12 at 12:02 UTC.", ["F1"]),
+        # What the alert saw, then the cause behind it, then the chain from cause to effect.
         (
             "fact",
-            "Found by following traffic to checkout up 3.1x → sessions-cache hit ratio collapsed.",
-            ["F2", "F1"],
+            "CheckoutErrors fired on checkout: checkout went from 210 to 655 requests per "
+            "minute at 12:05 UTC.",
+            ["F2"],
         ),
         (
             "fact",
-            "Explained by the cause: checkout went from 210 to 655 requests per minute at "
-            "12:05 UTC.",
-            ["F2", "F1"],
+            "Behind it, sessions-cache hit ratio fell from 0.91 to 0.12 at 12:02 UTC.",
+            ["F1"],
+        ),
+        (
+            "fact",
+            "sessions-cache hit ratio collapsed, which led to traffic to checkout up 3.1x.",
+            ["F1", "F2"],
         ),
         (
             "hypothesis",

@@ -152,7 +152,7 @@ def test_markdown_links_each_sentence_and_keeps_telemetry_inert():
         "> **The deterministic narrator wrote this summary.** Claude was not asked: the "
         "daily token budget is spent."
     ) in text
-    assert "- sessions-cache hit ratio fell from 0.91 to 0.12 at 12:02 UTC. [F1](#F1)" in text
+    assert "- Behind it, sessions-cache hit ratio fell from 0.91 to 0.12 at 12:02 UTC. [F1](#F1)" in text
     assert '### <a id="F3"></a>F3 · PaymentDeclinedError on checkout' in text
     assert (
         "| 1 | **cache** sessions-cache hit ratio collapsed | service `sessions-cache` | "
