@@ -10,6 +10,7 @@ from casebook.sdk.models import (
     Mitigation,
     Severity,
     TimeWindow,
+    quoted,
 )
 from casebook.sdk.telemetry import QueryResult, Telemetry, TelemetryError
 
@@ -28,4 +29,5 @@ __all__ = [
     "TimeWindow",
     "analyzer",
     "from_finding",
+    "quoted",
 ]

@@ -208,9 +208,10 @@ def extract(text: str) -> Claims:
             claims.names.append(token)
         elif token.isalpha() and len(token) >= 4 and lower not in STOPWORDS:
             claims.words.append(stem(lower))
-    for match in re.finditer(r"\bteam[\s:]+([A-Za-z][\w-]*)|\b([A-Za-z][\w-]*)\s+team\b", text):
+    for match in re.finditer(r"\bteam[\s:]+([A-Za-z][\w-]*)|\b([A-Za-z][\w-]*)\s+team\b(?!-)", text):
         name = match.group(1) or match.group(2)
-        if name.lower() not in STOPWORDS | {"the", "a", "an", "our", "this", "that", "on-call"}:
+        if name.lower() not in STOPWORDS | {"the", "a", "an", "our", "this", "that", "on-call", "by", "of", "to", "for",
+                                                 "from", "whose", "which", "each", "every"}:
             claims.names.append(name)
     return claims
 

@@ -52,6 +52,7 @@ BACKWARD = re.compile(
     r"\b(?:was caused by|were caused by|is caused by|caused by|because of|due to|driven by|"
     r"triggered by|explained by|the result of|a result of|resulted from|results from|"
     r"stems from|came from|followed from)\b", re.I)
+LEADING = re.compile(r"^\s*(?:because|since|as a result of|due to|after)\b([^,;]+)[,;](.+)$", re.I)
 NAMED_CAUSE = re.compile(
     r"\b(?:the )?(?:root cause|underlying cause|real cause|actual cause|main cause|cause)"
     r"(?: of [^,;]*?)? (?:is|was|lies in|lay in)\b|"
@@ -177,14 +178,18 @@ def causal_reasons(
             reasons.append(
                 f"names {by_id[cause].title} ({cause}) as the cause; the ranked cause is {top()}"
             )
-    for pattern, forward in ((BACKWARD, False), (FORWARD, True)):
-        match = pattern.search(text)
+    leading_clause = LEADING.match(text)
+    for pattern, forward in ((LEADING, True), (BACKWARD, False), (FORWARD, True)):
+        match = pattern.search(text) if pattern is not LEADING else leading_clause
         if not match:
             continue
-        left, right = text[: match.start()], text[match.end():]
-        left = CLAUSE.split(left)[-1]
-        right = CLAUSE.split(right)[0]
-        cause_text, effect_text = (left, right) if forward else (right, left)
+        if pattern is LEADING:
+            cause_text, effect_text = match.group(1), match.group(2)
+        else:
+            left, right = text[: match.start()], text[match.end():]
+            left = CLAUSE.split(left)[-1]
+            right = CLAUSE.split(right)[0]
+            cause_text, effect_text = (left, right) if forward else (right, left)
         cause = _finding_in(cause_text, record, sentence.cited)
         effect = _finding_in(effect_text, record, sentence.cited)
         if not cause or not effect or cause == effect:
@@ -205,15 +210,17 @@ def causal_reasons(
 
 def action_reasons(sentence: Sentence, findings: Sequence[FindingRecord]) -> list[str]:
     """Commands only as a cited mitigation words them; next steps only from mitigations."""
-    mitigations = [normal(m.action) for f in findings for m in f.mitigations]
-    mitigations += [normal(m.detail) for f in findings for m in f.mitigations if m.detail]
+    texts = [t for f in findings for m in f.mitigations for t in (m.action, m.detail) if t]
+    # "Roll back the deploy: kubectl rollout undo ..." may be quoted up to its colon.
+    parts = [p for t in texts for p in re.split(r":\s+|;\s+|\.\s+", t) if len(p) > 3]
+    mitigations = list(dict.fromkeys(normal(t) for t in [*texts, *parts]))
     said = normal(sentence.text)
-    commands = COMMAND.findall(sentence.text)
+    commands = [_command(sentence.text, m) for m in COMMAND.finditer(sentence.text)]
     quoted = any(said in m or (m and m in said) for m in mitigations)
     if commands and not any(normal(c) in m for c in commands for m in mitigations):
         return [
-            f"proposes {commands[0].strip('`')!r}, which no cited finding's mitigations "
-            "contain; next steps are quoted from mitigations, never written as new commands"
+            f"proposes {commands[0]!r}, which no cited finding's mitigations contain; next "
+            "steps are quoted from mitigations, never written as new commands"
         ]
     if sentence.kind != "next_step" or quoted:
         return []
@@ -224,6 +231,13 @@ def action_reasons(sentence: Sentence, findings: Sequence[FindingRecord]) -> lis
         ) - _soft_words():
             return []
     return ["is a next step that no cited finding's mitigations suggest"]
+
+
+def _command(text: str, match: re.Match[str]) -> str:
+    """The whole command a match starts: up to the end of its clause or its backticks."""
+    if match.group(0).startswith("`"):
+        return match.group(0).strip("`")
+    return re.split(r"[;,]|\.(?:\s|$)| to | and ", text[match.start():])[0].strip()
 
 
 def _soft_words() -> set[str]:

@@ -39,6 +39,7 @@ CONTRIBUTING_SHARE = 0.6
 RUN_WORDS = re.compile(
     r"\b(?:invocations?|analy[sz]ers?|ran|runs?|skipped|timed out|time-?outs?|errored|crashed|"
     r"checks?|checked|findings?|causes|did not finish|finished)\b", re.I)
+ALERT_WORDS = re.compile(r"\b(?:alert|alerts|fired|firing|paged|page)\b", re.I)
 STRAIGHT_QUOTE = re.compile(r'"([^"]{3,})"')
 
 
@@ -107,9 +108,9 @@ def _sentence_reasons(number: int, sentence: SentenceRecord, context: Context) -
     for claim in claims.numbers:
         owner = _owner(text, claim, context, sentence.finding_ids)
         scope = [context.supports[fid] for fid in owner] if owner else supports
-        if _number_supported(claim, [context.base, *scope], context, about_run):
+        if _number_supported(claim, [context.base, *scope], context, about_run, text):
             anchored = True
-        elif owner and _number_supported(claim, [context.base, *supports], context, about_run):
+        elif owner and _number_supported(claim, [context.base, *supports], context, about_run, text):
             entity = _entity_before(text, claim.start, context) or ""
             missing.append(f"{claim.text} for {entity}")
         else:
@@ -160,7 +161,7 @@ def _sentence_reasons(number: int, sentence: SentenceRecord, context: Context) -
 
 
 def _number_supported(
-    claim: NumberClaim, supports: list[Support], context: Context, about_run: bool
+    claim: NumberClaim, supports: list[Support], context: Context, about_run: bool, about: str
 ) -> bool:
     value, tolerance = claim.value, claim.tolerance + 1e-9
     quantities = [q for s in supports for q in s.quantities]
@@ -175,7 +176,9 @@ def _number_supported(
     if claim.unit == "s":
         if any(q.unit == "s" and near(q.value, q.exact) for q in quantities):
             return True
-        moments = [m for s in supports for m in s.moments]
+        moments = [m for s in supports if s is not context.base for m in s.moments]
+        if ALERT_WORDS.search(about) or context.record.alert.name.lower() in about.lower():
+            moments.append(context.record.alert.starts_at)
         gaps = {abs((a - b).total_seconds()) for a in moments for b in moments}
         return any(abs(gap - value) <= max(tolerance, 30.0) for gap in gaps if gap)
     if claim.unit == "%":
@@ -208,15 +211,23 @@ def _owner(text: str, claim: NumberClaim, context: Context, cited: list[str]) ->
     return [fid for fid in cited if fid in context.entities.get(entity, set())]
 
 
+CLAUSE_BREAK = re.compile(r"[;,(→]|\bwhile\b|\bwhereas\b|\bbut\b|\band\b|\bthen\b")
+
+
 def _entity_before(text: str, position: int, context: Context) -> str | None:
-    head = re.split(r"[;,(→]|\bwhile\b|\bwhereas\b|\bbut\b|\band\b|\bthen\b", text[:position])[-1]
+    """The entity a number is about: the nearest named before it in its clause, else after it."""
+    head = CLAUSE_BREAK.split(text[:position])[-1]
     head = " ".join(head.lower().split()[-8:])
-    best, where = None, -1
-    for entity in context.entities:
-        for match in re.finditer(rf"(?<![\w-]){re.escape(entity)}(?![\w-])", head):
-            if match.start() > where:
-                best, where = entity, match.start()
-    return best
+    tail = CLAUSE_BREAK.split(text[position:])[0].lower()
+    for part, last in ((head, True), (tail, False)):
+        best, where = None, -1 if last else len(part) + 1
+        for entity in context.entities:
+            for match in re.finditer(rf"(?<![\w-]){re.escape(entity)}(?![\w-])", part):
+                if (match.start() > where) if last else (match.start() < where):
+                    best, where = entity, match.start()
+        if best is not None:
+            return best
+    return None
 
 
 def _unquoted(text: str, support: Support) -> tuple[str, str | None]:
