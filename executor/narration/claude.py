@@ -188,16 +188,17 @@ def _ask(
             if not retryable or attempt == settings.retries:
                 budget.settle(0, 0, 0.0)
                 return None, _api_failure(exc, settings, attempt + 1)
-            wait = retry_wait(exc, attempt)
+            wait, asked = retry_wait(exc, attempt)
             what = f"HTTP {status_code}" if status_code else "no connection"
             earlier = f"; attempt {attempt + 1} ended in {what}"
             if wait >= deadline.left:
                 budget.settle(0, 0, 0.0)
+                failed = _api_failure(exc, settings, attempt + 1).rstrip(".")
+                then = "and asked to retry after" if asked else "; the next retry would come after"
                 return None, (
-                    f"{_api_failure(exc, settings, attempt + 1).rstrip('.')} and asked to retry "
-                    f"after {wait:g} s, more than the {deadline.left:.1f} s left of {limit}; "
-                    "the call was abandoned (CASEBOOK_NARRATOR_TIMEOUT_S)."
-                )
+                    f"{failed} {then} {wait:g} s, more than the {deadline.left:.1f} s left of "
+                    f"{limit}, so the call was abandoned (CASEBOOK_NARRATOR_TIMEOUT_S)."
+                ).replace(" ;", ";")
             time.sleep(wait)
     budget.settle(0, 0, 0.0)
     return None, f"{limit} was reached (CASEBOOK_NARRATOR_TIMEOUT_S)."

@@ -61,15 +61,16 @@ class Deadline:
         return box.get("value")
 
 
-def retry_wait(exc: Any, attempt: int) -> float:
-    """How long to wait before the next attempt: the server's retry-after, else a backoff."""
+def retry_wait(exc: Any, attempt: int) -> tuple[float, bool]:
+    """How long to wait before the next attempt, and whether the server asked for it
+    (retry-after) rather than the backoff choosing it."""
     headers = getattr(getattr(exc, "response", None), "headers", None) or {}
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
         raw = headers.get(name)
         if raw is None:
             continue
         try:
-            return max(0.0, float(raw) * scale)
+            return max(0.0, float(raw) * scale), True
         except ValueError:
             continue  # an HTTP date; fall back to the backoff
-    return min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2**attempt)
+    return min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2**attempt), False

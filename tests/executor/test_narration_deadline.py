@@ -67,7 +67,7 @@ def test_a_retry_after_beyond_the_deadline_falls_back_at_once(env):
         "more than the "
     )
     assert reason.endswith(
-        " s left of the narration deadline of 1 s; the call was abandoned "
+        " s left of the narration deadline of 1 s, so the call was abandoned "
         "(CASEBOOK_NARRATOR_TIMEOUT_S)."
     )
 
@@ -79,7 +79,7 @@ def test_overload_and_server_errors_are_retried_only_inside_the_deadline(env, co
     assert narrative.narrator == "deterministic"
     reason = narrative.fallback_reason
     assert f"HTTP {code}" in reason and "narration deadline of 1 s" in reason
-    assert reason.endswith("; the call was abandoned (CASEBOOK_NARRATOR_TIMEOUT_S).")
+    assert reason.endswith("the call was abandoned (CASEBOOK_NARRATOR_TIMEOUT_S).")
 
 
 def test_a_body_trickled_a_byte_at_a_time_is_cut_off_at_the_deadline(env):
