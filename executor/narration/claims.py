@@ -18,6 +18,8 @@ QUANTITY = re.compile(r"(?P<int>\d+)(?:\.(?P<frac>\d+))?(?P<unit>[A-Za-z]{1,4}|�
 RANGE = re.compile(r"\d+(?:\.\d+)?(?:-\d+(?:\.\d+)?)+")
 TOKEN = re.compile(r"[A-Za-z0-9_](?:[\w\-.]*[A-Za-z0-9_])?%?")
 QUOTED = re.compile(r"“[^”]*”")
+ONE_UNIT = re.compile(r"\b(an?|one|half an?)\s+(hour|minute|second|day)\b", re.I)
+FOLD = re.compile(r"(\d+(?:\.\d+)?)-?fold")
 
 SMALL = {
     "zero": 0, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
@@ -177,6 +179,14 @@ def extract(text: str) -> Claims:
     text = _take(DATE, text, lambda m: claims.dates.append(m.group(0)))
     text = _take(TIME, text, lambda m: claims.times.append(f"{int(m.group(1)):02d}:{m.group(2)}"))
     text = _take(
+        ONE_UNIT,
+        text,
+        lambda m: claims.numbers.append(
+            _with_unit(m.group(0), 0.5 if m.group(1).lower().startswith("half") else 1.0, 0.0,
+                       m.group(2).lower(), m.start(), m.end(), word=True)
+        ),
+    )
+    text = _take(
         GROUPED,
         text,
         lambda m: claims.numbers.append(
@@ -199,6 +209,11 @@ def extract(text: str) -> Claims:
             for part in token.split("-"):
                 claims.numbers.append(_number(text, part, part, offset, offset + len(part)))
                 offset += len(part) + 1
+        elif FOLD.fullmatch(lower):
+            raw = float(FOLD.fullmatch(lower).group(1))
+            frac = lower.split("-")[0].partition(".")[2].rstrip("fold")
+            claims.numbers.append(_with_unit(token, raw, _tolerance(lower.split(".")[0], frac),
+                                             "x", match.start(), match.end(), word=False))
         elif _word_number(lower) is not None or lower in MULTIPLIER_WORDS:
             claim, used = _words_claim(text, tokens, index)
             if claim is not None:

@@ -6,6 +6,7 @@ Each check returns the reasons a sentence is wrong (empty when it holds):
   the shares the cited findings state about the same thing;
 - `direction_reasons`: rose / fell / recovered, and "from A to B", against the changes the cited
   findings state (a baseline and a level, "from 0.86 to 0.04");
+- `order_reasons`: what came before what, against the findings' onsets;
 - `causal_reasons`: who caused what, against the ranking and the `explains` graph;
 - `action_reasons`: commands and next steps, which only a cited finding's mitigations supply.
 """
@@ -25,7 +26,8 @@ APPROXIMATIONS: list[tuple[re.Pattern[str], float, float]] = [
     (re.compile(p, re.I), low, high)
     for p, low, high in [
         (r"\b(?:nearly|almost|virtually|practically|essentially) (?:all|every|everything)\b", 0.85, 1.0),
-        (r"\b(?:all|every one) of (?:the|its|their)\b", 0.98, 1.0),
+        (r"(?<!nearly )(?<!almost )(?<!virtually )(?<!practically )(?<!essentially )"
+         r"\b(?:all|every one) of (?:the|its|their)\b", 0.98, 1.0),
         (r"\b(?:hardly any|almost no|nearly no|almost none|virtually no|very few)\b", 0.0, 0.05),
         (r"(?<!the )(?<!\bat )\bmost\b(?! likely| probable| probably| recent| recently| important"
          r"| notabl| severe| affected| common| visible| significant| of all)", 0.5, 1.0),
@@ -40,7 +42,8 @@ APPROXIMATIONS: list[tuple[re.Pattern[str], float, float]] = [
 FEW = re.compile(r"\b(?:a few|a handful|few)\b", re.I)
 UP = {"rose", "risen", "rising", "rises", "increased", "increasing", "increase", "grew", "grown",
       "climbed", "jumped", "spiked", "surged", "soared", "recovered", "rebounded", "doubled",
-      "tripled", "quadrupled", "higher", "up"}
+      "tripled", "quadrupled", "higher", "up", "improved", "restored", "normalized",
+      "normalised", "returned"}
 DOWN = {"fell", "fallen", "falling", "falls", "dropped", "drop", "declined", "decreased",
         "decreasing", "collapsed", "sank", "plunged", "halved", "shrank", "dipped", "lower", "down"}
 CLAUSE = re.compile(r";|,\s*(?:while|but|and|as|whereas)\b|\bwhile\b|\bwhereas\b|\bbut\b|\bas\b")
@@ -58,6 +61,9 @@ NAMED_CAUSE = re.compile(
     r"(?: of [^,;]*?)? (?:is|was|lies in|lay in)\b|"
     r"\b(?:is|was) (?:the )?(?:most likely |probable |likely |root |real |actual |main )?cause\b|"
     r"\bto blame\b", re.I)
+BEFORE_WORDS = {"preceded", "before", "ahead of", "earlier than"}
+ORDER = re.compile(r"\b(?:preceded|before|ahead of|earlier than|followed|after|later than)\b",
+                   re.I)
 NOT = re.compile(r",?\s*(?:and )?(?:not|rather than|instead of)\s+", re.I)
 COMMAND = re.compile(
     r"`[^`]+`|\b(?:kubectl|helm|terraform|psql|mysql|redis-cli|aws|gcloud|az|systemctl|docker|"
@@ -117,6 +123,19 @@ def direction_reasons(sentence: Sentence, supports: Sequence[Support]) -> list[s
                     f"went from {_n(after)} to {_n(before)}"
                 )
             continue
+        target = _to_value(clause, numbers)
+        if target is not None:
+            near = _bound(changes, content_stems(clause), strict=True) or changes
+            if any(_close(target, c.before) for c in near) and not any(
+                _close(target, c.after) for c in near
+            ):
+                start = next(c.before for c in near if _close(target, c.before))
+                end = next(c.after for c in near if _close(target, c.before))
+                reasons.append(
+                    f"says it went to {_n(target)}; the cited findings say it went from "
+                    f"{_n(start)} to {_n(end)}"
+                )
+                continue
         for word, way, subject in said:
             bound = _bound(changes, content_stems(subject) or content_stems(clause), strict=True)
             if bound and all(c.direction not in (way, 0) for c in bound):
@@ -142,6 +161,31 @@ def _directions(clause: str) -> list[tuple[str, int, str]]:
             found.append((word, 1 if word in UP else -1, clause[previous: match.start()]))
             previous = match.end()
     return found
+
+
+def order_reasons(sentence: Sentence, record: InvestigationRecord) -> list[str]:
+    """"X preceded Y", "X came 6 minutes before Y", "X followed Y": against their onsets."""
+    by_id = {f.id: f for f in record.findings}
+    for clause in re.split(r";", sentence.text):
+        match = ORDER.search(clause)
+        if not match:
+            continue
+        first_text, second_text = clause[: match.start()], clause[match.end():]
+        first = _finding_in(CLAUSE.split(first_text)[-1], record, sentence.cited)
+        second = _finding_in(CLAUSE.split(second_text)[0], record, sentence.cited)
+        if not first or not second or first == second:
+            continue
+        a, b = by_id[first].onset, by_id[second].onset
+        if a is None or b is None or a == b:
+            continue
+        earlier = match.group(0).lower() in BEFORE_WORDS
+        if (a < b) != earlier:
+            said = "before" if earlier else "after"
+            return [
+                f"puts {by_id[first].title} ({first}, {a:%H:%M} UTC) {said} "
+                f"{by_id[second].title} ({second}, {b:%H:%M} UTC)"
+            ]
+    return []
 
 
 def causal_reasons(
@@ -263,6 +307,18 @@ def _sentence_change(clause: str, numbers: list) -> tuple[float, float] | None:
         if before.endswith("to") and re.fullmatch(r"\s*(?:\S+\s+){0,3}?from\s*", between):
             return second.value, first.value
     return None
+
+
+def _to_value(clause: str, numbers: list) -> float | None:
+    """The value a clause says something went to ("rose to 0.86")."""
+    for number in numbers:
+        if re.search(r"\bto\s*$", clause[: number.start].lower()):
+            return number.value
+    return None
+
+
+def _close(a: float, b: float) -> bool:
+    return abs(a - b) <= max(0.006, abs(b) * 0.02)
 
 
 def _matches(changes: list[Change], before: float, after: float) -> bool:

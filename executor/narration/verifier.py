@@ -23,6 +23,7 @@ from casebook.executor.narration.meaning import (
     approximation_reasons,
     causal_reasons,
     direction_reasons,
+    order_reasons,
 )
 from casebook.executor.narration.support import (
     Support,
@@ -40,6 +41,7 @@ RUN_WORDS = re.compile(
     r"\b(?:invocations?|analy[sz]ers?|ran|runs?|skipped|timed out|time-?outs?|errored|crashed|"
     r"checks?|checked|findings?|causes|did not finish|finished)\b", re.I)
 ALERT_WORDS = re.compile(r"\b(?:alert|alerts|fired|firing|paged|page)\b", re.I)
+BY = re.compile(r"\bby\s*$", re.I)
 STRAIGHT_QUOTE = re.compile(r'"([^"]{3,})"')
 
 
@@ -108,9 +110,11 @@ def _sentence_reasons(number: int, sentence: SentenceRecord, context: Context) -
     for claim in claims.numbers:
         owner = _owner(text, claim, context, sentence.finding_ids)
         scope = [context.supports[fid] for fid in owner] if owner else supports
-        if _number_supported(claim, [context.base, *scope], context, about_run, text):
+        if _number_supported(claim, [context.base, *scope], context, about_run, text, supports):
             anchored = True
-        elif owner and _number_supported(claim, [context.base, *supports], context, about_run, text):
+        elif owner and _number_supported(
+            claim, [context.base, *supports], context, about_run, text, supports
+        ):
             entity = _entity_before(text, claim.start, context) or ""
             missing.append(f"{claim.text} for {entity}")
         else:
@@ -147,6 +151,7 @@ def _sentence_reasons(number: int, sentence: SentenceRecord, context: Context) -
     for problem in (
         *approximation_reasons(meant, supports),
         *direction_reasons(meant, supports),
+        *order_reasons(meant, context.record),
         *causal_reasons(meant, context.record, context.leading, context.ranked),
         *action_reasons(meant, cited_findings),
     ):
@@ -161,8 +166,16 @@ def _sentence_reasons(number: int, sentence: SentenceRecord, context: Context) -
 
 
 def _number_supported(
-    claim: NumberClaim, supports: list[Support], context: Context, about_run: bool, about: str
+    claim: NumberClaim,
+    supports: list[Support],
+    context: Context,
+    about_run: bool,
+    about: str,
+    cited: list[Support],
 ) -> bool:
+    """Whether the supports state the claim, in its unit. Durations may also be the time
+    between two moments the cited findings state (whoever they are about); a number written
+    after "by" may be the difference of two values one finding states ("rose by 258 ms")."""
     value, tolerance = claim.value, claim.tolerance + 1e-9
     quantities = [q for s in supports for q in s.quantities]
 
@@ -173,24 +186,33 @@ def _number_supported(
         if any(q.unit == "x" and near(q.value, False) for q in quantities):
             return True
         return any(_ratio_near(s, value, tolerance) for s in supports)
+    if BY.search(about[: claim.start]) and any(_difference_near(s, claim, near) for s in supports):
+        return True
     if claim.unit == "s":
         if any(q.unit == "s" and near(q.value, q.exact) for q in quantities):
             return True
-        moments = [m for s in supports if s is not context.base for m in s.moments]
+        moments = [m for s in cited for m in s.moments]
         if ALERT_WORDS.search(about) or context.record.alert.name.lower() in about.lower():
             moments.append(context.record.alert.starts_at)
         gaps = {abs((a - b).total_seconds()) for a in moments for b in moments}
+        # Times of day an analyzer wrote ("between 11:30 and 11:40") bound durations too.
+        clock = [int(t[:2]) * 60 + int(t[3:]) for s in cited for t in s.times]
+        gaps |= {abs(a - b) * 60.0 for a in clock for b in clock}
         return any(abs(gap - value) <= max(tolerance, 30.0) for gap in gaps if gap)
     if claim.unit == "%":
         if any(q.unit == "%" and near(q.value, q.exact) for q in quantities):
             return True
-        return any(q.unit == "" and near(q.value * 0 + q.value, q.exact) and q.value == claim.raw
-                   for q in quantities)
+        return any(q.unit == "" and q.value == claim.raw for q in quantities)
     if any(q.unit in ("", "%", claim.unit) and near(q.value, q.exact) for q in quantities):
         return True
     if any(q.unit in ("s", "x") and near(q.value, q.exact) for q in quantities):
         return True
     return about_run and any(abs(n - value) <= tolerance for n in context.counters)
+
+
+def _difference_near(support: Support, claim: NumberClaim, near) -> bool:
+    values = [q for q in support.quantities if not q.exact and q.unit == claim.unit]
+    return any(a is not b and near(abs(a.value - b.value), False) for a in values for b in values)
 
 
 def _ratio_near(support: Support, value: float, tolerance: float) -> bool:

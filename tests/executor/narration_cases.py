@@ -131,7 +131,6 @@ ACCEPTED: list[tuple[str, list[str], str]] = [
      ["F1", "F4"], FACT),
 ]
 
-KNOWN_FALSE_REJECTS: list[tuple[str, list[str], str]] = []
 
 # More ways a careful writer says the same facts (they must pass too).
 ACCEPTED += [
@@ -158,4 +157,96 @@ ACCEPTED += [
     ("Checkout p95 latency more than tripled, from 120 ms to 378 ms.", ["F5"], FACT),
     ("Failures on payments-api /authorize started at 12:04 UTC, two minutes after the cache "
      "collapse.", ["F2", "F4"], FACT),
+]
+
+# Held-out batches: written after the verifier, measured, then kept (docs/narration.md).
+ACCEPTED += [
+    ("A cart-api deploy at 11:56 UTC emptied sessions-cache and set off the checkout surge.", ["F1","F2","F3"], HEAD),
+    ("At 12:02 UTC the sessions-cache hit ratio dropped from 0.86 to 0.04.", ["F2"], FACT),
+    ("By 12:05 UTC checkout was serving 780 requests per minute, up from 40.", ["F3"], FACT),
+    ("That is a 19.5-fold increase in checkout traffic.", ["F3"], FACT),
+    ("The cache collapse came six minutes after the cart-api deploy.", ["F1","F2"], FACT),
+    ("checkout p95 latency more than tripled to 378 ms.", ["F5"], FACT),
+    ("Checkout p95 latency climbed from 120 ms to 378 ms at 12:05 UTC.", ["F5"], FACT),
+    ("Around 29% of payments-api /authorize calls failed from 12:04 UTC.", ["F4"], FACT),
+    ("348 of the 1,200 /authorize calls to payments-api failed.", ["F4"], FACT),
+    ("The payments-api errors started at 12:04 UTC, eight minutes after the deploy.", ["F1","F4"], FACT),
+    ("The search-api deploy at 11:20 UTC happened 50 minutes before the alert and is unrelated.", ["F6"], FACT),
+    ("Two hundred accounts were created within ten minutes from three IP addresses.", ["F7"], FACT),
+    ("The signup burst of 200 accounts does not connect to the checkout errors.", ["F7"], FACT),
+    ("The empty cache likely pushed requests onto checkout, raising traffic 19.5x.", ["F2","F3"], HYP),
+    ("The payments-api failures may be a downstream effect of the checkout surge.", ["F3","F4"], HYP),
+    ("Roll back the cart-api deploy.", ["F1"], STEP),
+    ("Warm sessions-cache before adding capacity to checkout.", ["F2"], STEP),
+    ("Suspend the 200 accounts pending review.", ["F7"], STEP),
+    ("The sessions-cache hit ratio fell to 4% at 12:02 UTC.", ["F2"], FACT),
+    ("Checkout traffic surged roughly twentyfold after the cache emptied.", ["F2","F3"], FACT),
+    ("The hit ratio on sessions-cache went from 86% to 4%.", ["F2"], FACT),
+    ("CheckoutErrors fired at 12:10 UTC, 14 minutes after the cart-api deploy.", ["F1"], FACT),
+    ("The deploy of cart-api is the most likely cause; the search-api deploy is not.", ["F1","F6"], HEAD),
+    ("The cart-api deploy (11:56 UTC) preceded the cache collapse (12:02 UTC) by 6 minutes.", ["F1","F2"], FACT),
+    ("sessions-cache lost nearly all of its hits: the hit ratio fell to 0.04.", ["F2"], FACT),
+    ("sessions-cache stopped serving hits after the cart-api deploy: its hit ratio went to 0.04.", ["F1","F2"], FACT),
+    ("The checkout surge followed the cache collapse by three minutes.", ["F2","F3"], FACT),
+    ("Checkout traffic grew from 40 requests per minute to 780.", ["F3"], FACT),
+    ("Only a minority of payments-api /authorize calls failed, 29%.", ["F4"], FACT),
+    ("The checkout p95 rose by 258 ms.", ["F5"], FACT),
+    ("The payments-api errors and the checkout latency both began after the deploy.", ["F1","F4","F5"], FACT),
+    ("Latency on checkout rose about threefold, to 378 ms.", ["F5"], FACT),
+    ("Deploy on cart-api 6 min before the cache collapse.", ["F1"], HEAD),
+    ("Investigate the cart-api deploy first; it preceded every other change.", ["F1"], HYP),
+    ("The surge is a symptom of the cache collapse, not its cause.", ["F2","F3"], FACT),
+    ("The sessions-cache hit ratio fell by 0.82.", ["F2"], FACT),
+    ("Warm sessions-cache before adding capacity.", ["F2"], STEP),
+    ("Scale out checkout once sessions-cache is warm.", ["F2","F3"], STEP),
+    ("Within three minutes of the cache collapse, checkout traffic was 19.5 times higher.", ["F2","F3"], FACT),
+    ("The search-api change is ruled out: it is on another service and 50 minutes earlier.", ["F6"], FACT),
+]
+REJECTED["held-out"] = [
+    ("Checkout traffic grew from 40 requests per minute to 78.", ["F3"], FACT),
+    ("The checkout surge preceded the cache collapse by three minutes.", ["F2","F3"], FACT),
+    ("Nearly every signup came from a single address.", ["F7"], FACT),
+    ("Payments-api /authorize failures reached 92%.", ["F4"], FACT),
+    ("The latency rise on checkout drove the payments-api errors.", ["F4","F5"], FACT),
+    ("Latency on checkout rose about fivefold, to 378 ms.", ["F5"], FACT),
+    ("Delete the 200 accounts.", ["F7"], STEP),
+    ("Roll back sessions-cache.", ["F2"], STEP),
+    ("search-api's deploy emptied sessions-cache.", ["F2","F6"], FACT),
+    ("The sessions-cache hit ratio improved to 0.86.", ["F2"], FACT),
+    ("Checkout traffic halved after the deploy.", ["F1","F3"], FACT),
+    ("The cart-api deploy happened an hour before the alert.", ["F1"], FACT),
+]
+
+# The last held-out batch, measured once and not tuned for: 12 of 15 true sentences pass and
+# all 10 false ones are rejected; the 3 true ones below are still rejected.
+ACCEPTED += [
+    ("The outage traces back to the cart-api deploy at 11:56 UTC.", ["F1"], HEAD),
+    ("Once sessions-cache was cold, checkout had to absorb 780 requests per minute.", ["F2","F3"], FACT),
+    ("Before the incident checkout handled about 40 requests per minute.", ["F3"], FACT),
+    ("payments-api /authorize saw 348 failures out of 1,200 calls.", ["F4"], FACT),
+    ("Three IP addresses created 200 accounts between 11:30 and 11:40 UTC.", ["F7"], FACT),
+    ("The alert fired eight minutes after sessions-cache collapsed.", ["F2"], FACT),
+    ("A rollback of the cart-api deploy should bring sessions-cache back.", ["F1","F2"], HYP),
+    ("Roll back the cart-api deploy: kubectl rollout undo deployment/cart-api -n shop", ["F1"], STEP),
+    ("Checkout traffic is nearly twenty times its usual level.", ["F3"], FACT),
+    ("sessions-cache hit ratio dropped by 0.82 at 12:02 UTC.", ["F2"], FACT),
+    ("The latency and payment errors are downstream of the cache collapse.", ["F2","F4","F5"], HYP),
+    ("The search-api deploy at 11:20 UTC is not related to this incident.", ["F6"], FACT),
+]
+REJECTED["held-out"] += [
+    ("Checkout's 95th-percentile latency reached 378 s.", ["F5"], FACT),
+    ("About 9 in 10 calls to payments-api /authorize failed.", ["F4"], FACT),
+    ("Three IP addresses created 2,000 accounts.", ["F7"], FACT),
+    ("The alert fired eighteen minutes after sessions-cache collapsed.", ["F2"], FACT),
+    ("Checkout traffic is nearly fifty times its usual level.", ["F3"], FACT),
+    ("Run kubectl scale deployment/checkout --replicas=0 to stop the bleeding.", ["F3"], STEP),
+    ("sessions-cache hit ratio recovered at 12:02 UTC.", ["F2"], FACT),
+    ("The payment errors caused the traffic surge on checkout.", ["F3","F4"], FACT),
+    ("The root cause is the signup burst of 200 accounts.", ["F7"], HEAD),
+    ("team-foxtrot's rollout of cart-api v42 broke the cache.", ["F1","F2"], FACT),
+]
+KNOWN_FALSE_REJECTS: list[tuple[str, list[str], str]] = [
+    ("Checkout's 95th-percentile latency reached 378 ms, against 120 ms before.", ["F5"], FACT),
+    ("The hit ratio of sessions-cache was 0.86 before the deploy and 0.04 after it.", ["F1","F2"], FACT),
+    ("About 3 in 10 calls to payments-api /authorize failed.", ["F4"], FACT),
 ]
