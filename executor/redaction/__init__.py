@@ -116,14 +116,26 @@ def secrets_in(text: str) -> list[str]:
 
 def redact_value(value: Any) -> Any:
     """A JSON-like value with every string in it (keys included) redacted."""
+    return _walk(value, os.environ.get(ENV, ""))
+
+
+_PLAIN = (int, float, bool, type(None))
+
+
+def _walk(value: Any, env: str) -> Any:
     if isinstance(value, str):
-        return redact(value)
+        return value if len(value) < 6 else _redact(value, env)[0]
+    if isinstance(value, _PLAIN):
+        return value
     if isinstance(value, dict):
-        return {redact(k) if isinstance(k, str) else k: redact_value(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact_value(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(redact_value(v) for v in value)
+        return {_walk(k, env): _walk(v, env) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        # Series points and numeric rows hold no text: keep them as they are.
+        if all(isinstance(v, _PLAIN) or not isinstance(v, str | dict | list | tuple | BaseModel)
+               for v in value):
+            return value
+        items = [_walk(v, env) for v in value]
+        return items if isinstance(value, list) else tuple(items)
     if isinstance(value, BaseModel):
-        return redact_value(value.model_dump())
+        return _walk(value.model_dump(), env)
     return value
