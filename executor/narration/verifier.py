@@ -41,6 +41,9 @@ RUN_WORDS = re.compile(
     r"\b(?:invocations?|analy[sz]ers?|ran|runs?|skipped|timed out|time-?outs?|errored|crashed|"
     r"checks?|checked|findings?|causes|did not finish|finished)\b", re.I)
 ALERT_WORDS = re.compile(r"\b(?:alert|alerts|fired|firing|paged|page)\b", re.I)
+ENTITY_COLUMN = re.compile(
+    r"^(?:service|service_name|host|hostname|pod|node|instance|account|account_id|cache|queue|"
+    r"database|db|peer|caller|callee|upstream|downstream)$", re.I)
 BY = re.compile(r"\bby\s*$", re.I)
 STRAIGHT_QUOTE = re.compile(r'"([^"]{3,})"')
 
@@ -64,6 +67,18 @@ class Context:
                 self.entities.setdefault(entity.name.lower(), set()).add(finding.id)
         for cause in record.causes:
             self.entities.setdefault(cause.entity.name.lower(), set()).update(cause.finding_ids)
+        # Every name a sentence must cite the owner of: the findings' entities and those of the
+        # telemetry (services, hosts, pods, accounts in their evidence). Numbers bind only to the
+        # findings' own entities.
+        self.named = {name: set(owners) for name, owners in self.entities.items()}
+        for finding in record.findings:
+            for evidence in finding.evidence:
+                keep = [i for i, c in enumerate(evidence.columns) if ENTITY_COLUMN.search(c)]
+                for row in evidence.rows:
+                    for i in keep:
+                        cell = row[i] if i < len(row) else None
+                        if isinstance(cell, str) and cell and not any(c.isspace() for c in cell):
+                            self.named.setdefault(cell.lower(), set()).add(finding.id)
 
 
 def verify(sentences: Sequence[SentenceRecord], record: InvestigationRecord) -> list[str]:
@@ -138,7 +153,7 @@ def _sentence_reasons(number: int, sentence: SentenceRecord, context: Context) -
             missing[0] if len(missing) == 1 else (", ".join(missing[:-1]) + " and " + missing[-1])
         )
         reasons.append(f"{label} states {listed}, not found in {cited}")
-    for entity, owners in context.entities.items():
+    for entity, owners in context.named.items():
         if entity in support.names or entity in support.entities:
             continue
         if re.search(rf"(?<![\w-]){re.escape(entity)}(?![\w-])", text.lower()):

@@ -60,6 +60,7 @@ REJECTED: dict[str, list[tuple[str, list[str], str]]] = {
         ("search-api traffic rose 19.5x.", ["F3"], FACT),
         ("29% of calls to checkout failed.", ["F4", "F5"], FACT),
         ("sessions-cache p95 latency reached 378 ms.", ["F2", "F5"], FACT),
+        ("checkout p95 latency rose to 378 ms while billing stayed healthy.", ["F5"], FACT),
     ],
     "causes": [
         ("The traffic surge on checkout emptied sessions-cache.", ["F2", "F3"], FACT),

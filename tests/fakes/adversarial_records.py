@@ -78,6 +78,10 @@ def adversarial() -> InvestigationRecord:
         "29% of calls to payments-api /authorize failed between 12:04 and 12:20 UTC.",
         "dependency", "payments-api", at(12, 4),
         facts={"error_share": 0.29, "calls": 1200, "failed": 348, "p95_ms": 41.0},
+        evidence=[Evidence(query="select caller, count(*), count_if(status = 'error') from spans",
+                           columns=["caller", "calls", "failed"],
+                           rows=[["checkout", 1190, 348], ["billing", 10, 0]],
+                           note="calls to payments-api /authorize by caller")],
     )
     latency = finding(
         "F5", "latency_shift", "checkout p95 latency up",
