@@ -54,6 +54,7 @@ backtest: $(STAMP)
 benchmark: $(STAMP)
 	$(PY) benchmarks/executor.py
 	$(PY) benchmarks/intake.py
+	$(PY) benchmarks/week.py
 
 clean:
 	rm -rf .casebook .pytest_cache .ruff_cache .mypy_cache

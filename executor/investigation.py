@@ -157,8 +157,14 @@ def _fill(record: InvestigationRecord, plan: Plan) -> None:
             entities=list(finding.entities), evidence=list(finding.evidence),
             mitigations=list(finding.mitigations), onset=finding.onset,
             facts=finding.facts(), led_from=led_from, explains=list(dict.fromkeys(explains)),
+            owner=_owner(plan, outcome.analyzer),
         ))
     record.causes = rank_causes(record.findings)
+
+
+def _owner(plan: Plan, analyzer: str) -> str | None:
+    spec = plan.registry.get(analyzer)
+    return spec.owner if spec is not None else None
 
 
 def _jsonable(params: dict[str, object]) -> dict[str, object]:

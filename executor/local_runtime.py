@@ -23,7 +23,8 @@ class _Runner:
     def __init__(self) -> None:
         self._inbox: queue.SimpleQueue[Callable[[], Outcome] | None] = queue.SimpleQueue()
         self._outbox: queue.SimpleQueue[Outcome | BaseException] = queue.SimpleQueue()
-        threading.Thread(target=self._loop, name="casebook-local", daemon=True).start()
+        self._thread = threading.Thread(target=self._loop, name="casebook-local", daemon=True)
+        self._thread.start()
 
     def _loop(self) -> None:
         while (call := self._inbox.get()) is not None:
@@ -31,6 +32,8 @@ class _Runner:
                 self._outbox.put(call())
             except BaseException as exc:  # handed to the caller, not lost in this thread
                 self._outbox.put(exc)
+            # Hold no DuckDB cursor while idle: one alive at interpreter exit aborts the process.
+            del call
 
     def run(self, call: Callable[[], Outcome], timeout: float) -> Outcome | None:
         """The call's outcome, or None when it did not return in time."""
@@ -44,8 +47,9 @@ class _Runner:
         return result
 
     def close(self) -> None:
-        """Let the thread end once its current call (if any) returns."""
+        """Let the thread end once its current call (if any) returns, waiting briefly for it."""
         self._inbox.put(None)
+        self._thread.join(timeout=GRACE_S)
 
 
 class LocalRuntime:

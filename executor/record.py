@@ -60,6 +60,7 @@ class FindingRecord(Redacted):
         default_factory=list, description="ids of findings that led to this one"
     )
     explains: list[str] = Field(default_factory=list, description="ids of findings it explains")
+    owner: str | None = Field(default=None, description="team that owns the analyzer")
 
 
 class CauseRecord(Redacted):

@@ -12,6 +12,7 @@ from casebook.sdk.models import (
     TimeWindow,
     quoted,
 )
+from casebook.sdk.packs import Pack
 from casebook.sdk.telemetry import QueryResult, Telemetry, TelemetryError
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "Finding",
     "FollowUp",
     "Mitigation",
+    "Pack",
     "QueryResult",
     "Severity",
     "Telemetry",

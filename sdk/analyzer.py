@@ -13,7 +13,13 @@ from typing import Any, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel
 
-from casebook.sdk.models import Alert, Finding, TimeWindow
+from casebook.sdk.models import (
+    Alert,
+    Finding,
+    TimeWindow,
+    known_categories,
+    unknown_category_message,
+)
 from casebook.sdk.telemetry import Telemetry
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -61,6 +67,39 @@ def from_finding(analyzer: str, field: str) -> FromFinding:
 
 
 @dataclass(frozen=True)
+class DataNeed:
+    """One thing an analyzer reads: a table, a metric name in `metrics`, or a column.
+
+    Written as `"logs"`, `"metrics:http_requests_total"` or `"spans.attributes"`.
+    """
+
+    table: str
+    name: str | None = None
+    column: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> DataNeed:
+        table, _, name = text.partition(":")
+        table, _, column = table.partition(".")
+        if not NAME_PATTERN.match(table) or (column and not NAME_PATTERN.match(column)):
+            raise ValueError(text)
+        return cls(table, name or None, column or None)
+
+    def __str__(self) -> str:
+        if self.name:
+            return f"{self.table}:{self.name}"
+        return f"{self.table}.{self.column}" if self.column else self.table
+
+    def describe(self) -> str:
+        if self.name:
+            noun = "metric" if self.table == "metrics" else f"{self.table} name"
+            return f"{noun} {self.name!r}"
+        if self.column:
+            return f"column {self.table}.{self.column}"
+        return f"table {self.table!r}"
+
+
+@dataclass(frozen=True)
 class Upstream:
     analyzer: str
     finding_type: type[Finding]
@@ -101,6 +140,8 @@ class AnalyzerSpec:
     category: str
     tags: tuple[str, ...]
     location: str
+    owner: str | None = None
+    reads: tuple[DataNeed, ...] = ()
 
     @property
     def qualified_name(self) -> str:
@@ -176,15 +217,22 @@ def analyzer(
     timeout_s: float | None = None,
     category: str = "other",
     tags: Iterable[str] = (),
+    owner: str | None = None,
+    reads: Iterable[str] = (),
 ) -> Any:
     """Declare an analyzer. The function is returned unchanged, with its spec attached.
 
-    >>> @analyzer(match={"alertname": "HighErrorRate"})
+    `owner` names the team to ask (default: the pack's owner); `reads` declares the data it
+    needs (`"logs"`, `"metrics:http_requests_total"`), so an invocation without that data is
+    skipped with the reason and coverage can say what is missing.
+
+    >>> @analyzer(match={"alertname": "HighErrorRate"}, reads=["logs"])
     ... def error_spike(telemetry: Telemetry, service: str) -> ErrorSpike | None: ...
     """
 
     def decorate(fn: F) -> F:
-        spec, problems = _build_spec(fn, name, match, when, fan_out, timeout_s, category, tags)
+        spec, problems = _build_spec(fn, name, match, when, fan_out, timeout_s, category, tags,
+                                     owner, reads)
         if problems:
             collector = _collector.get()
             if collector is None:
@@ -235,6 +283,8 @@ def _build_spec(
     timeout_s: float | None,
     category: str,
     tags: Iterable[str],
+    owner: str | None = None,
+    reads: Iterable[str] = (),
 ) -> tuple[AnalyzerSpec | None, list[Problem]]:
     problems: list[Problem] = []
     qualified = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
@@ -351,6 +401,21 @@ def _build_spec(
         problem(f"timeout_s={timeout_s!r} is not a positive number of seconds",
                 "use e.g. timeout_s=10")
 
+    if category not in known_categories():
+        problem(unknown_category_message(category),
+                f"use one of the categories above, or add it to the pack: "
+                f"`PACK = Pack(categories=[{category!r}])`")
+    if owner is not None and (not isinstance(owner, str) or not owner.strip()):
+        problem(f"owner={owner!r} is not a team name", "use e.g. owner='payments-sre'")
+    needs: list[DataNeed] = []
+    for text in ([reads] if isinstance(reads, str) else list(reads)):
+        try:
+            needs.append(DataNeed.parse(str(text)))
+        except ValueError:
+            problem(f"reads entry {text!r} is not a table, 'table:name' or 'table.column'",
+                    "write e.g. reads=['logs', 'metrics:http_requests_total', "
+                    "'spans.attributes']")
+
     if problems:
         return None, problems
     doc = inspect.getdoc(fn) or ""
@@ -370,6 +435,8 @@ def _build_spec(
         category=category,
         tags=tuple(tags),
         location=_location(fn),
+        owner=owner,
+        reads=tuple(needs),
     )
     return spec, problems
 

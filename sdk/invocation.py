@@ -27,6 +27,10 @@ class Status(StrEnum):
     CRASHED = "crashed"
 
 
+# Skip reasons that begin with this are counted by coverage as "could not run: data missing".
+MISSING_DATA = "missing data: "
+
+
 def invocation_key(analyzer: str, params: dict[str, Any]) -> str:
     """The identity of an invocation: analyzer name plus canonical parameters."""
     if not params:
@@ -119,6 +123,15 @@ def run_invocation(
         if upstream.get(name) is None and not ref.optional:
             return Outcome(key, spec.name, params, Status.SKIPPED,
                            error=f"upstream analyzer '{name}' found nothing", started_at=started)
+    if spec.reads:
+        try:
+            absent = telemetry.missing(spec.reads)
+        except Exception as exc:  # a store that cannot answer is the analyzer's own problem
+            absent = [f"(could not check: {exc})"]
+        if absent:
+            return Outcome(key, spec.name, params, Status.SKIPPED, started_at=started,
+                           error=f"{MISSING_DATA}{', '.join(absent)} (declared in reads=); "
+                                 "send that telemetry, or fix the analyzer's reads=")
     kwargs: dict[str, Any] = dict(params)
     injected = {"alert": alert, "window": window, "telemetry": telemetry}
     for name, kind in spec.injections.items():

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+import re
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
@@ -123,6 +126,30 @@ CATEGORIES = (
     "deploy", "config", "code", "dependency", "capacity", "cache", "resource",
     "network", "abuse", "data", "security", "flag", "symptom", "other",
 )
+# Categories that packs added explicitly with `Pack(categories=[...])`.
+_EXTRA_CATEGORIES: set[str] = set()
+
+
+def known_categories() -> tuple[str, ...]:
+    """The closed vocabulary of cause categories: the built-in ones plus those packs declared."""
+    return CATEGORIES + tuple(sorted(_EXTRA_CATEGORIES - set(CATEGORIES)))
+
+
+def add_categories(names: Iterable[str]) -> None:
+    """Extend the vocabulary (what `Pack(categories=...)` does); names are lower_snake_case."""
+    for name in names:
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            raise ValueError(f"category {name!r} is not a lower_snake_case word")
+        _EXTRA_CATEGORIES.add(name)
+
+
+def unknown_category_message(value: str) -> str:
+    """Why `value` is refused as a category, and how to fix it."""
+    close = difflib.get_close_matches(value, known_categories(), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return (f"unknown category {value!r}; {hint}known categories: "
+            f"{', '.join(known_categories())} (a pack adds its own with "
+            f"`PACK = Pack(categories=[{value!r}])` in its __init__.py)")
 
 
 class Entity(BaseModel):
@@ -207,8 +234,11 @@ class Finding(BaseModel):
 
     @field_validator("category")
     @classmethod
-    def _lower(cls, value: str) -> str:
-        return value.strip().lower()
+    def _known(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in CATEGORIES and value not in _EXTRA_CATEGORIES:
+            raise ValueError(unknown_category_message(value))
+        return value
 
     def facts(self) -> dict[str, Any]:
         """The typed fields a subclass adds, as plain values."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import pkgutil
@@ -9,6 +10,7 @@ import sys
 import traceback
 from collections.abc import Iterable, Iterator
 from importlib.metadata import entry_points
+from pathlib import Path
 from types import ModuleType
 
 from casebook.sdk.analyzer import (
@@ -20,6 +22,8 @@ from casebook.sdk.analyzer import (
     spec_of,
 )
 from casebook.sdk.models import Alert
+from casebook.sdk.packs import PACK_ATTRIBUTE, Pack
+from casebook.sdk.sql_reads import undeclared_reads
 
 ENTRY_POINT_GROUP = "casebook.analyzers"
 
@@ -31,6 +35,7 @@ class Registry:
         self._specs: dict[str, AnalyzerSpec] = {}
         self.problems: list[Problem] = []
         self.packs: list[str] = []
+        self.pack_declarations: dict[str, Pack] = {}
         for spec in specs:
             self.add(spec)
 
@@ -65,19 +70,31 @@ class Registry:
         self._specs[spec.name] = spec
 
     def add_module(self, module: ModuleType) -> int:
-        count = 0
-        for _, value in inspect.getmembers(module):
-            spec = spec_of(value)
-            if spec is not None and spec.module == module.__name__:
-                self.add(spec)
-                count += 1
-        return count
+        specs = _specs_of(module)
+        for spec in specs:
+            self.add(spec)
+        return len(specs)
 
     def load(self, name: str) -> None:
-        """Import a module or a package (with all its submodules) and add its analyzers."""
+        """Import a module or a package (with all its submodules) and add its analyzers.
+
+        `name` is a module (`my_pack`, `team.pack`) or a path to a pack directory or a `.py`
+        file, which is put on `sys.path` first.
+        """
         with collecting_problems() as problems:
-            for module in _import_tree(name, problems):
-                self.add_module(module)
+            module_name = module_of_pack(name, problems)
+            if module_name in self.pack_declarations:  # already loaded (entry point and --pack)
+                return
+            modules = _import_tree(module_name, problems) if module_name else []
+            declared = getattr(modules[0], PACK_ATTRIBUTE, None) if modules else None
+            pack = declared if isinstance(declared, Pack) else Pack()
+            if modules:
+                self.pack_declarations[module_name or name] = pack
+            for module in modules:
+                for spec in _specs_of(module):
+                    if spec.owner is None and pack.owner:
+                        spec = dataclasses.replace(spec, owner=pack.owner)
+                    self.add(spec)
         self.problems.extend(problems)
         self.packs.append(name)
 
@@ -131,6 +148,15 @@ class Registry:
                         "fix the field name in from_finding('analyzer', 'field')",
                     ))
         problems.extend(self._cycles())
+        for spec in self:
+            undeclared = undeclared_reads(spec)
+            if undeclared:
+                problems.append(Problem(
+                    f"analyzer {spec.qualified_name} ({spec.location})",
+                    f"its SQL reads {', '.join(undeclared)}, which reads= does not declare "
+                    f"(declared: {', '.join(str(n) for n in spec.reads)})",
+                    f"add {', '.join(repr(u) for u in undeclared)} to reads=",
+                ))
         return problems
 
     def checked(self) -> Registry:
@@ -176,6 +202,49 @@ class Registry:
             if name not in state:
                 visit(name, [name])
         return problems
+
+
+def _specs_of(module: ModuleType) -> list[AnalyzerSpec]:
+    specs = []
+    for _, value in inspect.getmembers(module):
+        spec = spec_of(value)
+        if spec is not None and spec.module == module.__name__:
+            specs.append(spec)
+    return specs
+
+
+def module_of_pack(reference: str, problems: list[Problem]) -> str | None:
+    """The module name for a pack reference; a path is put on sys.path first."""
+    looks_like_path = "/" in reference or reference.endswith(".py") or reference in (".", "..")
+    if not looks_like_path:
+        return reference
+    path = Path(reference).expanduser().resolve()
+    if path.is_file() and path.suffix == ".py":
+        root, module = path.parent, path.stem
+    elif path.is_dir() and (path / "__init__.py").exists():
+        root, module = path.parent, path.name
+    elif path.is_dir():
+        packages = sorted(p.parent for p in [*path.glob("*/__init__.py"),
+                                            *path.glob("src/*/__init__.py")]
+                          if p.parent.name not in ("tests", "test"))
+        if len(packages) != 1:
+            found = ", ".join(p.name for p in packages) or "none"
+            problems.append(Problem(
+                f"pack {reference}",
+                f"the directory holds {len(packages)} Python packages ({found}), not one",
+                "pass the package directory itself, e.g. --pack DIR/my_pack",
+            ))
+            return None
+        root, module = packages[0].parent, packages[0].name
+    else:
+        problems.append(Problem(
+            f"pack {reference}", "no such pack file or directory",
+            "pass a module name (my_pack), a package directory or a .py file",
+        ))
+        return None
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    return module
 
 
 def _import_tree(name: str, problems: list[Problem]) -> list[ModuleType]:

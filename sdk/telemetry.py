@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -147,6 +147,22 @@ class Telemetry:
 
     def has_table(self, name: str) -> bool:
         return name in self.tables
+
+    def missing(self, needs: Iterable[Any]) -> list[str]:
+        """Which declared needs (`DataNeed`s) this window cannot meet, described for people."""
+        absent: list[str] = []
+        for need in needs:
+            if need.table not in self.tables:
+                absent.append(f"table {need.table!r}")
+            elif need.name and need.table == "metrics":
+                names = self.shared("select distinct name from metrics").column("name")
+                if need.name not in names:
+                    absent.append(f"metric {need.name!r}")
+            elif need.column:
+                columns = self.shared(f"select * from {need.table} limit 0").columns
+                if need.column not in columns:
+                    absent.append(f"column {need.table}.{need.column}")
+        return absent
 
     def between(self, start: datetime, end: datetime) -> Telemetry:
         """A handle on another period, e.g. a baseline before the incident."""

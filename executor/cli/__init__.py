@@ -15,6 +15,27 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"casebook {version('casebook')}")
+        except PackageNotFoundError:
+            typer.echo("casebook (not installed as a distribution)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: bool = typer.Option(False, "--version", callback=_print_version,
+                                      is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Investigate alerts with analyzers written by the people who know the system."""
+
+
 # Each module defines `register(app)`; importing one must stay cheap (no Ray, LLM or web code).
 COMMAND_MODULES = (
     "investigate",

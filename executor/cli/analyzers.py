@@ -11,7 +11,8 @@ from casebook.executor.cli.errors import UserError, reported
 
 group = typer.Typer(help="List, check and create analyzers.", no_args_is_help=True)
 PackOption = Annotated[list[str] | None, typer.Option(
-    "--pack", help="Extra analyzer pack (module or package); repeatable.")]
+    "--pack", help="Extra analyzer pack: a module, a package directory or a .py file; "
+                   "repeatable.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -29,12 +30,14 @@ def list_analyzers(pack: PackOption = None) -> None:
 
         registry = load_registry(pack or [])
         table = Table(header_style="bold")
-        for column in ("analyzer", "applies to", "fan-out / reads", "timeout", "module"):
+        table.add_column("analyzer", no_wrap=True)
+        for column in ("applies to", "fan-out / reads", "timeout", "owner"):
             table.add_column(column)
         for spec in registry:
-            reads = [f"over {p}" for p in spec.fan_out] + sorted(spec.depends_on)
+            reads = ([f"over {p}" for p in spec.fan_out] + sorted(spec.depends_on)
+                     + [str(need) for need in spec.reads])
             table.add_row(spec.name, spec.describe_match(), ", ".join(reads) or "-",
-                          f"{spec.timeout_s:g} s", spec.module)
+                          f"{spec.timeout_s:g} s", spec.owner or "-")
         console = Console()
         console.print(table)
         console.print(f"{len(registry)} analyzers from {', '.join(registry.packs)}")
@@ -70,10 +73,17 @@ def check(pack: PackOption = None,
 @group.command("new")
 def new(
     name: Annotated[str, typer.Argument(help="lower_snake_case, named for what it finds.")],
-    directory: Annotated[Path, typer.Option("--dir", help="Where to write the files.")] = Path("."),
+    directory: Annotated[Path, typer.Option(
+        "--dir", help="The pack's directory; a new pack is made there when it holds none.")
+    ] = Path("."),
+    kind: Annotated[str, typer.Option(
+        "--kind", help="metric-threshold, log-pattern, change, fan-out or follow-up.")
+    ] = "log-pattern",
+    owner: Annotated[str | None, typer.Option(
+        help="Team that owns a new pack (shown in reports and coverage).")] = None,
     force: Annotated[bool, typer.Option(help="Overwrite existing files.")] = False,
 ) -> None:
-    """Write a new analyzer and its test from a template; both pass as generated."""
+    """Write a new analyzer, its test and an example incident into an installable pack."""
     with reported():
         import re
 
@@ -82,8 +92,9 @@ def new(
         if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
             raise UserError(f"'{name}' is not a lower_snake_case name; name analyzers for what "
                             "they find, e.g. `error_burst`")
-        written = write_analyzer(name, directory, force=force)
-        for path in written:
+        scaffold = write_analyzer(name, directory, kind=kind, owner=owner, force=force)
+        for path in scaffold.written:
             typer.echo(f"wrote {path}")
-        typer.echo(f"next: edit {written[0].name}, then `pytest {written[1]}` and "
-                   f"`casebook analyzers check --pack {name}`")
+        typer.echo("next steps:")
+        for step in scaffold.next_steps(name):
+            typer.echo(f"  {step}")

@@ -49,7 +49,8 @@ def _write_next(report: CoverageReport) -> tuple[str, ...]:
 
 
 def _fix_or_delete(report: CoverageReport) -> tuple[str, ...]:
-    lines = []
+    """What to do about analyzers, grouped by the team that owns them."""
+    todo: list[tuple[str, str]] = []  # (owner, line)
     for analyzer in report.unreliable[:SHOWN]:
         bad = analyzer.error + analyzer.timeout
         kinds = ", ".join(
@@ -57,29 +58,36 @@ def _fix_or_delete(report: CoverageReport) -> tuple[str, ...]:
             for n, word in ((analyzer.error, "error"), (analyzer.timeout, "timeout"))
             if n
         )
-        lines.append(
-            f"Fix {analyzer.name}: {bad} of {analyzer.ran_invocations} invocations "
-            f"failed ({analyzer.failure_share * 100:.0f}%: {kinds})"
-        )
+        todo.append((report.owner_of(analyzer.name),
+                     f"Fix {analyzer.name}: {bad} of {analyzer.ran_invocations} invocations "
+                     f"failed ({analyzer.failure_share * 100:.0f}%: {kinds})"))
     for analyzer in (a for a in report.analyzers if a.disliked):
-        lines.append(
-            f"Rework {analyzer.name}: {analyzer.not_helpful} not helpful against "
-            f"{analyzer.helpful} helpful"
-        )
-    if report.never_applied:
-        lines.append(
-            f"Never applied (delete, or fix their matchers): {_names(report.never_applied)}"
-        )
-    always_skipped = [a.name for a in report.always_skipped]
-    if always_skipped:
-        lines.append(f"Applied but always skipped: {_names(always_skipped)}")
+        todo.append((report.owner_of(analyzer.name),
+                     f"Rework {analyzer.name}: {analyzer.not_helpful} not helpful against "
+                     f"{analyzer.helpful} helpful"))
+    for analyzer in report.missing_data:
+        todo.append((report.owner_of(analyzer.name),
+                     f"Could not run {analyzer.name} {plural(analyzer.missing_data, 'time')}: "
+                     f"{analyzer.missing_reason or 'declared data'} missing (send that "
+                     "telemetry, or fix its reads=)"))
     to_fix = {a.name for a in report.unreliable}
-    never_found = [a.name for a in report.never_found if a.name not in to_fix]
-    if never_found:
-        lines.append(f"Ran but never found anything: {_names(never_found)}")
-    if not lines:
-        lines.append("None: every analyzer applied, found something and rarely failed.")
-    return tuple(lines)
+    for title, names in (
+        ("Never applied (delete, or fix their matchers)", list(report.never_applied)),
+        ("Applied but always skipped", [a.name for a in report.always_skipped]),
+        ("Ran but never found anything",
+         [a.name for a in report.never_found if a.name not in to_fix]),
+    ):
+        by_owner: dict[str, list[str]] = {}
+        for name in names:
+            by_owner.setdefault(report.owner_of(name), []).append(name)
+        for owner, owned in by_owner.items():
+            todo.append((owner, f"{title}: {_names(owned)}"))
+    if not todo:
+        return ("None: every analyzer applied, found something and rarely failed.",)
+    owners = sorted({owner for owner, _ in todo}, key=lambda o: (o == "no owner", o))
+    if owners == ["no owner"]:
+        return tuple(line for _, line in todo)
+    return tuple(f"{owner}: {line}" for owner in owners for o, line in todo if o == owner)
 
 
 def _broke(report: CoverageReport) -> tuple[str, ...]:

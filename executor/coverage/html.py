@@ -255,6 +255,8 @@ def _analyzers(report: CoverageReport) -> str:
     lists = [
         ("Never applied", list(report.never_applied), "none"),
         ("Applied but always skipped", [a.name for a in report.always_skipped], "none"),
+        ("Could not run: data missing",
+         [f"{a.name} ({a.missing_reason} missing)" for a in report.missing_data], "none"),
         ("Never found anything", [a.name for a in report.never_found], "none"),
         (
             "High error or timeout rates",

@@ -122,6 +122,11 @@ def _analyzers(report: CoverageReport) -> list[str]:
     )
     out += _name_list("Applied but always skipped", [a.name for a in report.always_skipped], "none")
     out += _name_list(
+        "Could not run: data missing",
+        [f"{a.name} ({a.missing_reason} missing)" for a in report.missing_data],
+        "none",
+    )
+    out += _name_list(
         "Never found anything",
         [a.name for a in report.never_found],
         "every analyzer that ran found something",

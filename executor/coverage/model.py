@@ -117,6 +117,9 @@ class AnalyzerCoverage:
     not_helpful: int
     catch_all: bool = False
     registered: bool = True
+    owner: str | None = None
+    missing_data: int = 0  # skipped because data its reads= declares was missing
+    missing_reason: str | None = None  # e.g. "metric 'disk_usage_ratio'"
 
     @property
     def ran_invocations(self) -> int:
@@ -233,6 +236,10 @@ class CoverageReport:
     first_day: datetime | None = None
     last_day: datetime | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    owners: dict[str, str] = field(default_factory=dict)  # analyzer -> owning team
+
+    def owner_of(self, analyzer: str) -> str:
+        return self.owners.get(analyzer) or "no owner"
 
     @property
     def empty(self) -> bool:
@@ -246,7 +253,13 @@ class CoverageReport:
     @property
     def always_skipped(self) -> tuple[AnalyzerCoverage, ...]:
         """Analyzers that applied this period but were skipped every time."""
-        return tuple(a for a in self.analyzers if a.applicable and not a.ran)
+        return tuple(a for a in self.analyzers
+                     if a.applicable and not a.ran and not a.missing_data)
+
+    @property
+    def missing_data(self) -> tuple[AnalyzerCoverage, ...]:
+        """Analyzers that could not run for lack of the data they declare they read."""
+        return tuple(a for a in self.analyzers if a.missing_data)
 
     @property
     def unreliable(self) -> tuple[AnalyzerCoverage, ...]:

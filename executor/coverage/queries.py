@@ -95,6 +95,10 @@ outcomes as (
         count(*) filter (where status = 'found') as found,
         count(*) filter (where status = 'nothing') as nothing,
         count(*) filter (where status = 'skipped') as skipped,
+        count(*) filter (where status = 'skipped' and error like 'missing data: %')
+            as missing_data,
+        arg_max(error, duration_ms) filter (where status = 'skipped'
+            and error like 'missing data: %') as missing_reason,
         count(*) filter (where status in ('error', 'crashed')) as error,
         count(*) filter (where status = 'timeout') as timeout,
         quantile_cont(duration_ms, 0.5) filter (where status <> 'skipped') as p50_ms,
@@ -107,7 +111,7 @@ votes as (
     join findings f on f.investigation_id = fb.investigation_id and f.id = fb.finding_id
     group by f.analyzer)
 select a.analyzer, a.applicable, a.ran, a.found_in, o.invocations, o.found, o.nothing,
-    o.skipped, o.error, o.timeout, o.p50_ms, o.p95_ms,
+    o.skipped, o.missing_data, o.missing_reason, o.error, o.timeout, o.p50_ms, o.p95_ms,
     coalesce(v.helpful, 0) as helpful, coalesce(v.not_helpful, 0) as not_helpful
 from alerts a join outcomes o using (analyzer) left join votes v using (analyzer)
 order by a.applicable desc, a.analyzer

@@ -120,6 +120,9 @@ def build_report(
             not_helpful=r["not_helpful"],
             catch_all=r["analyzer"] in catch_all,
             registered=registry is None or r["analyzer"] in known,
+            owner=known[r["analyzer"]].owner if r["analyzer"] in known else None,
+            missing_data=r["missing_data"] or 0,
+            missing_reason=_missing(r["missing_reason"]),
         )
         for r in rows(queries.ANALYZERS)
     )
@@ -181,7 +184,15 @@ def build_report(
         first_day=head["first_at"],
         last_day=head["last_at"],
         notes=tuple(all_notes),
+        owners={name: spec.owner for name, spec in known.items() if spec.owner},
     )
+
+
+def _missing(error: str | None) -> str | None:
+    """`missing data: metric 'x' (declared in reads=); ...` -> `metric 'x'`."""
+    if not error:
+        return None
+    return error.removeprefix("missing data: ").split(" (declared", 1)[0]
 
 
 def _figures(now: dict[str, Any], before: dict[str, Any], claude: bool) -> tuple[Figure, ...]:

@@ -233,7 +233,9 @@ def _finding(record: InvestigationRecord, f: FindingRecord, feedback_url: str | 
         f'<span class="sev sev-{escape(f.severity)}">{escape(f.severity)}</span>'
         f'<span class="tag">{escape(f.category)}</span>'
         f'<span class="tag">confidence {f.confidence:.0%}</span>'
-        f'<span class="tag">{escape(f.analyzer)}</span></div>'
+        f'<span class="tag">{escape(f.analyzer)}</span>'
+        + (f'<span class="tag owner">owner {escape(f.owner)}</span>' if f.owner else "")
+        + '</div>'
         f'<p>{escape(f.summary)}</p><dl class="kv">{dl}</dl>{mitigations}{evidence}'
         f"{_feedback_form(record, feedback_url, f.id)}</article>"
     )

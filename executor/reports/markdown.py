@@ -109,7 +109,8 @@ def _finding(f: FindingRecord) -> list[str]:
     lines = [
         f'### <a id="{f.id}"></a>{f.id} · {_text(f.title)}',
         "",
-        f"**{f.severity}** · {f.category} · confidence {f.confidence:.0%} · `{f.analyzer}`",
+        f"**{f.severity}** · {f.category} · confidence {f.confidence:.0%} · `{f.analyzer}`"
+        + (f" · owner {_text(f.owner)}" if f.owner else ""),
         "",
         _text(f.summary),
         "",

@@ -150,7 +150,8 @@ def _finding_tree(record: InvestigationRecord) -> Tree:
         label = Text.assemble(
             (f"{finding.id} ", "bold"),
             (finding.title, style),
-            (f"  [{finding.analyzer} · {finding.category} · conf {finding.confidence:.2f}]", "dim"),
+            (f"  [{finding.analyzer} · {finding.category} · conf {finding.confidence:.2f}"
+             + (f" · {finding.owner}" if finding.owner else "") + "]", "dim"),
         )
         branch = node.add(Group(label, Text(finding.summary, style="italic")))
         for child in children.get(finding.id, []):

@@ -69,9 +69,9 @@ def week(tmp_path_factory):
     return summary, time.monotonic() - started, tmp
 
 
-def test_two_weeks_are_replayed_through_the_executor_in_well_under_a_minute(week):
-    summary, took, _ = week
-    assert took < 45
+def test_two_weeks_are_replayed_through_the_executor(week):
+    # How long this takes is measured by benchmarks/week.py, not asserted here.
+    summary, _, _ = week
     assert summary.investigations == 77
     assert summary.by_alert == {
         "HTTP5xxHigh": 5,

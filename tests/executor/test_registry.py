@@ -57,18 +57,54 @@ def test_cycles_are_reported():
                for p in problems)
 
 
-def test_new_writes_an_analyzer_and_a_test_that_pass(tmp_path):
-    import subprocess
-    import sys
-
-    result = CliRunner().invoke(app, ["analyzers", "new", "error_jump", "--dir", str(tmp_path)])
+def test_new_makes_a_pack_and_refuses_to_overwrite(tmp_path):
+    pack = tmp_path / "storage_pack"
+    result = CliRunner().invoke(app, ["analyzers", "new", "error_jump", "--dir", str(pack),
+                                      "--owner", "storage-sre"])
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "error_jump.py").exists() and (tmp_path / "test_error_jump.py").exists()
-    again = CliRunner().invoke(app, ["analyzers", "new", "error_jump", "--dir", str(tmp_path)])
+    for path in ("pyproject.toml", "README.md", "storage_pack/__init__.py",
+                 "storage_pack/error_jump.py", "tests/test_error_jump.py",
+                 "examples/error_jump/alert.json", "examples/error_jump/expected.json"):
+        assert (pack / path).exists(), path
+    assert '[project.entry-points."casebook.analyzers"]' in (pack / "pyproject.toml").read_text()
+    assert 'PACK = Pack(owner="storage-sre"' in (pack / "storage_pack/__init__.py").read_text()
+    assert f"  pip install -e {pack}" in result.output
+    again = CliRunner().invoke(app, ["analyzers", "new", "error_jump", "--dir", str(pack)])
     assert again.exit_code == 2
     assert "already exists; pick another name or pass --force" in again.output
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          str(tmp_path / "test_error_jump.py")], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert "2 passed" in run.stdout
+    second = CliRunner().invoke(app, ["analyzers", "new", "cpu_high", "--dir", str(pack),
+                                      "--kind", "metric-threshold"])
+    assert second.exit_code == 0, second.output
+    assert "pip install" not in second.output  # the pack exists: only the new analyzer's steps
+    unknown = CliRunner().invoke(app, ["analyzers", "new", "x", "--dir", str(pack),
+                                       "--kind", "magic"])
+    assert "unknown kind 'magic'; kinds: metric-threshold, log-pattern" in unknown.output
+
+
+def test_pack_given_as_a_path_loads_with_its_owner(tmp_path):
+    pack = tmp_path / "payments_pack"
+    CliRunner().invoke(app, ["analyzers", "new", "deploy_before_alert", "--dir", str(pack),
+                             "--kind", "change", "--owner", "payments-sre"])
+    registry = Registry()
+    registry.load(str(pack))
+    assert registry.check() == []
+    spec = registry["deploy_before_alert"]
+    assert spec.owner == "payments-sre"
+    assert [str(need) for need in spec.reads] == ["events"]
+    listing = CliRunner().invoke(app, ["analyzers", "list", "--pack", str(pack)])
+    assert "payments-sre" in listing.output
+
+
+def test_check_names_sql_reads_that_reads_does_not_declare(tmp_path):
+    (tmp_path / "underdeclared.py").write_text(
+        "from casebook.sdk import Finding, Telemetry, analyzer\n\n\n"
+        "@analyzer(reads=['logs'])\n"
+        "def error_spans(telemetry: Telemetry) -> Finding | None:\n"
+        "    telemetry.sql(\"select count(*) from spans where status = 'error'\")\n"
+        "    return None\n")
+    result = CliRunner().invoke(app, ["analyzers", "check", "--no-builtin",
+                                      "--pack", str(tmp_path / "underdeclared.py")])
+    assert result.exit_code == 1
+    out = " ".join(result.output.split())
+    assert "its SQL reads spans, which reads= does not declare (declared: logs)" in out
+    assert "fix: add 'spans' to reads=" in out

@@ -183,3 +183,13 @@ def test_terminal_report_leads_with_what_happened():
         < text.index("Chain of findings")
     )
     assert "1. Warm sessions-cache before adding capacity. [F1]" in text
+
+
+def test_each_finding_names_the_team_that_owns_its_analyzer():
+    record = investigation()
+    next(f for f in record.findings if f.analyzer == "cache_collapse").owner = "cache-sre"
+    assert "· `cache_collapse` · owner cache-sre" in render_markdown(record)
+    assert '<span class="tag owner">owner cache-sre</span>' in render_html(record)
+    console = Console(record=True, width=160)
+    render(record, console)
+    assert "· cache-sre]" in console.export_text()
