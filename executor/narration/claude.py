@@ -170,7 +170,11 @@ def _ask(
     for attempt in range(settings.retries + 1):
         if deadline.left <= 0:
             budget.settle(0, 0, 0.0)
-            return None, f"{limit} was reached before attempt {attempt + 1} (CASEBOOK_NARRATOR_TIMEOUT_S)."
+            before = f" ({earlier.lstrip('; ')})" if earlier else ""
+            return None, (
+                f"{limit} was reached before attempt {attempt + 1}{before}; the call was "
+                "abandoned (CASEBOOK_NARRATOR_TIMEOUT_S)."
+            )
         try:
             response = deadline.call(
                 lambda: client.messages.create(**request, timeout=max(0.05, deadline.left)),

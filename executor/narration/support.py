@@ -142,6 +142,8 @@ def finding_support(finding: FindingRecord) -> Support:
     support = Support()
     for text in (finding.title, finding.summary):
         support.add_text(text)
+    if getattr(finding, "owner", None):  # the team the registry says owns the analyzer
+        support.names.add(str(finding.owner).lower())
     for text in (finding.analyzer, finding.category, finding.id):
         support.names.add(text.lower())
         support.topic.update(content_stems(text.replace("_", " ")))
