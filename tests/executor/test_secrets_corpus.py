@@ -227,3 +227,28 @@ def test_no_secret_reaches_any_report(leaked):
         absent(render_markdown(shown), "the Markdown report")
         absent(render_html(shown), "the HTML report")
         absent(json.dumps(shown.contract_json(), ensure_ascii=False), "the JSON report")
+
+
+def test_a_record_made_outside_the_executor_is_redacted_too(tmp_path):
+    """The intake service stores a record of its own before (and when) an investigation fails."""
+    from casebook.executor.record import InvestigationRecord
+    from casebook.sdk import TimeWindow
+
+    alert = make_alert("CheckoutErrors", service="checkout", dsn=SECRETS["postgres url"][0],
+                       annotations={"summary": SECRETS["aws secret assignment"][0]})
+    record = InvestigationRecord(
+        id="inv-intake", alert=alert,
+        window=TimeWindow.around(alert.starts_at, timedelta(hours=1), timedelta(minutes=15)),
+        status="failed", notes=[f"The investigation failed: {SECRETS['mysql dsn'][0]}"],
+    )
+    with ResultsStore(tmp_path / "results.duckdb") as results:
+        results.begin(record)
+        results.save(record)
+        stored = results.get("inv-intake")
+    assert stored.alert.labels["dsn"] == (
+        "dial postgres://orders:[redacted password]@db.internal:5432/orders"
+    )
+    assert stored.notes == [
+        "The investigation failed: dsn=app:[redacted password]@tcp(mysql:3306)/orders"
+    ]
+    absent(stored.model_dump_json(), "the stored record")
