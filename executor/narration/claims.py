@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 DATE = re.compile(r"(?<!\d)(\d{4})-(\d{2})-(\d{2})(?!\d)")
 TIME = re.compile(r"(?<![\d.])(\d{1,2}):(\d{2})(?::\d{2}(?:\.\d+)?)?(?!\d)")
@@ -243,7 +244,8 @@ def stem(word: str) -> str:
     return word[:6]
 
 
-def content_stems(text: str) -> set[str]:
+@lru_cache(maxsize=8192)
+def content_stems(text: str) -> frozenset[str]:
     """The stems of a text's content words and the lower-cased names in it."""
     out = set()
     for token in TOKEN.findall(text):
@@ -253,7 +255,7 @@ def content_stems(text: str) -> set[str]:
             out.update(stem(p) for p in re.split(r"[-_.]", lower) if len(p) >= 3)
         elif token.isalpha() and len(token) >= 3 and lower not in STOPWORDS:
             out.add(stem(lower))
-    return out
+    return frozenset(out)
 
 
 _SUFFIXES = {"", "%", "×", "x", *SCALE, *DURATION, *OTHER_UNITS}

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from casebook.executor.narration.claims import content_stems, extract
-from casebook.executor.narration.support import Change, Support, normal
+from casebook.executor.narration.support import NAME_TOKEN, Change, Support, normal
 from casebook.executor.record import FindingRecord, InvestigationRecord
 
 # (pattern, low, high): the share of a whole that the words may stand for.
@@ -350,10 +350,13 @@ def _finding_in(span: str, record: InvestigationRecord, cited: list[str]) -> str
     lower = span.lower()
     stems = content_stems(span) - content_stems("the a an of on in at to deploy change")
     scores: dict[str, float] = {}
+    tokens = {token for match in NAME_TOKEN.finditer(lower)
+              for token in (match.group(0), match.group(0).rstrip(".:"))}
     for finding in record.findings:
         score = 0.0
         for entity in finding.entities:
-            if re.search(rf"(?<![\w-]){re.escape(entity.name.lower())}(?![\w-])", lower):
+            name = entity.name.lower()
+            if name in tokens or (" " in name and name in lower):
                 score += 3
         topic = content_stems(" ".join([finding.title, finding.analyzer.replace("_", " "),
                                         finding.category]))

@@ -198,6 +198,26 @@ def record_support(record: InvestigationRecord) -> tuple[Support, list[float]]:
     return support, [float(n) for n in counters]
 
 
+NAME_TOKEN = re.compile(r"[\w][\w.\-/:]*[\w]|[\w]")
+
+
+def mentions(text: str, names: dict[str, set[str]]) -> list[tuple[str, int]]:
+    """(name, position) for each known name written in `text` as a whole token (or, for names
+    with spaces, as a phrase)."""
+    lower = text.lower()
+    found = []
+    for match in NAME_TOKEN.finditer(lower):
+        token = match.group(0)
+        for candidate in {token, token.rstrip(".:"), *token.split("/")}:
+            if candidate in names:
+                found.append((candidate, match.start()))
+    for name in (n for n in names if " " in n):
+        where = lower.find(name)
+        if where >= 0:
+            found.append((name, where))
+    return list(dict.fromkeys(found))
+
+
 def _unit_of(key: str, value: float) -> tuple[str, float]:
     lower = key.lower()
     for pattern, unit, factor in UNIT_OF_KEY:

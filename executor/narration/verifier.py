@@ -28,6 +28,7 @@ from casebook.executor.narration.meaning import (
 from casebook.executor.narration.support import (
     Support,
     finding_support,
+    mentions,
     normal,
     record_support,
 )
@@ -48,13 +49,25 @@ BY = re.compile(r"\bby\s*$", re.I)
 STRAIGHT_QUOTE = re.compile(r'"([^"]{3,})"')
 
 
+class Supports(dict):
+    """Each finding's support, worked out the first time a sentence cites it."""
+
+    def __init__(self, by_id: dict[str, FindingRecord]):
+        super().__init__()
+        self.by_id = by_id
+
+    def __missing__(self, fid: str) -> Support:
+        self[fid] = support = finding_support(self.by_id[fid])
+        return support
+
+
 class Context:
     """What every sentence of one narrative is checked against, computed once."""
 
     def __init__(self, record: InvestigationRecord):
         self.record = record
         self.by_id = {f.id: f for f in record.findings}
-        self.supports = {fid: finding_support(f) for fid, f in self.by_id.items()}
+        self.supports = Supports(self.by_id)
         self.base, self.counters = record_support(record)
         causes = [c for c in record.causes if c.finding_ids]
         top = causes[0].score if causes else 0.0
@@ -153,10 +166,9 @@ def _sentence_reasons(number: int, sentence: SentenceRecord, context: Context) -
             missing[0] if len(missing) == 1 else (", ".join(missing[:-1]) + " and " + missing[-1])
         )
         reasons.append(f"{label} states {listed}, not found in {cited}")
-    for entity, owners in context.named.items():
-        if entity in support.names or entity in support.entities:
-            continue
-        if re.search(rf"(?<![\w-]){re.escape(entity)}(?![\w-])", text.lower()):
+    for entity in dict.fromkeys(name for name, _ in mentions(text, context.named)):
+        owners = context.named[entity]
+        if entity not in support.names and entity not in support.entities:
             reasons.append(
                 f"{label} names {entity}, an entity of {_ids(sorted(owners))}, which it does "
                 "not cite"
@@ -254,17 +266,13 @@ CLAUSE_BREAK = re.compile(r"[;,(→]|\bwhile\b|\bwhereas\b|\bbut\b|\band\b|\bthe
 def _entity_before(text: str, position: int, context: Context) -> str | None:
     """The entity a number is about: the nearest named before it in its clause, else after it."""
     head = CLAUSE_BREAK.split(text[:position])[-1]
-    head = " ".join(head.lower().split()[-8:])
-    tail = CLAUSE_BREAK.split(text[position:])[0].lower()
-    for part, last in ((head, True), (tail, False)):
-        best, where = None, -1 if last else len(part) + 1
-        for entity in context.entities:
-            for match in re.finditer(rf"(?<![\w-]){re.escape(entity)}(?![\w-])", part):
-                if (match.start() > where) if last else (match.start() < where):
-                    best, where = entity, match.start()
-        if best is not None:
-            return best
-    return None
+    head = " ".join(head.split()[-8:])
+    tail = CLAUSE_BREAK.split(text[position:])[0]
+    before = mentions(head, context.entities)
+    if before:
+        return max(before, key=lambda m: m[1])[0]
+    after = mentions(tail, context.entities)
+    return min(after, key=lambda m: m[1])[0] if after else None
 
 
 def _unquoted(text: str, support: Support) -> tuple[str, str | None]:
