@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from casebook.sdk import Alert, Entity, Finding, Severity, Telemetry, analyzer
+from casebook.sdk import Alert, Entity, Finding, Severity, Telemetry, analyzer, quoted
 from casebook.sdk.models import utc
 
 CHANGE_KINDS = ("deploy", "config", "flag")
@@ -44,7 +44,7 @@ def recent_change(alert: Alert, telemetry: Telemetry) -> RecentChange | None:
     same = changed == service
     return RecentChange(
         title=f"{kind.capitalize()} on {changed} {minutes:.0f} min before the alert",
-        summary=f"{summary} at {ts:%H:%M} UTC, {minutes:.0f} minutes before {alert.name}"
+        summary=f"{quoted(summary)} at {ts:%H:%M} UTC, {minutes:.0f} minutes before {alert.name}"
                 f"{'' if same else f' (on {changed}, not on the alerting service)'}.",
         severity=Severity.WARNING if same else Severity.INFO,
         confidence=round(min(0.8, score(best)), 3), category=CATEGORY[kind],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from casebook.sdk import Alert, Entity, Finding, Severity, Telemetry, analyzer
+from casebook.sdk import Alert, Entity, Finding, Severity, Telemetry, analyzer, quoted
 from casebook.sdk.models import utc
 
 # Errors that were already flowing this long before the alert fired are an older problem more
@@ -48,9 +48,12 @@ def error_log_spike(alert: Alert, telemetry: Telemetry) -> ErrorLogSpike | None:
         return None
     service, error, count, first, sample, previous = best
     new = "a new error" if previous == 0 else f"up from {previous}"
+    # An exception name is a name; a message template is text anyone could have logged.
+    label = error if error.isidentifier() else quoted(error)
     return ErrorLogSpike(
-        title=f"{error} on {service}",
-        summary=f"{service} logged {count} '{error}' errors in the window ({new} in the hour "
+        title=f"{label} on {service}",
+        summary=f"{service} logged {count} {label if label != error else repr(error)} errors "
+                f"in the window ({new} in the hour "
                 f"before), first at {first:%H:%M} UTC.",
         severity=Severity.WARNING, confidence=_confidence(alert, first), category="code",
         entities=[Entity.service(service)],

@@ -5,12 +5,27 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator, model_validator
 
+from casebook.executor.redaction import redact_value
 from casebook.sdk.models import Alert, Entity, Evidence, Mitigation, TimeWindow
 
 
-class InvocationRecord(BaseModel):
+class Redacted(BaseModel):
+    """A record whose text passes the one redaction step as it is made (docs/narration.md).
+
+    Findings, alerts, errors and narratives become records here, whoever makes them (the
+    executor, the intake service, the results store when it reads), so nothing that leaves an
+    analyzer reaches a report, the store or a model request with a secret in it.
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _redacted(cls, data: Any) -> Any:
+        return redact_value(data) if isinstance(data, dict) else data
+
+
+class InvocationRecord(Redacted):
     key: str
     analyzer: str
     params: dict[str, Any] = Field(default_factory=dict)
@@ -27,7 +42,7 @@ class InvocationRecord(BaseModel):
     )
 
 
-class FindingRecord(BaseModel):
+class FindingRecord(Redacted):
     id: str
     analyzer: str
     invocation: str
@@ -48,7 +63,7 @@ class FindingRecord(BaseModel):
     owner: str | None = Field(default=None, description="team that owns the analyzer")
 
 
-class CauseRecord(BaseModel):
+class CauseRecord(Redacted):
     rank: int
     entity: Entity
     category: str
@@ -63,7 +78,7 @@ class SentenceRecord(BaseModel):
     kind: str = "fact"  # fact, hypothesis, next_step, headline
 
 
-class NarrativeRecord(BaseModel):
+class NarrativeRecord(Redacted):
     narrator: str
     text: str
     sentences: list[SentenceRecord] = Field(default_factory=list)
@@ -97,6 +112,11 @@ class InvestigationRecord(BaseModel):
         default_factory=list,
         description="telemetry pulled at alert time: name, ok, duration_ms, rows, error",
     )
+
+    @field_validator("alert", "notes", mode="before")
+    @classmethod
+    def _redacted(cls, value: Any) -> Any:
+        return redact_value(value)
 
     def finding(self, finding_id: str) -> FindingRecord | None:
         return next((f for f in self.findings if f.id == finding_id), None)

@@ -10,6 +10,7 @@ from casebook.sdk.models import (
     Mitigation,
     Severity,
     TimeWindow,
+    quoted,
 )
 from casebook.sdk.packs import Pack
 from casebook.sdk.postprocessor import (
@@ -42,4 +43,5 @@ __all__ = [
     "analyzer",
     "from_finding",
     "postprocessor",
+    "quoted",
 ]

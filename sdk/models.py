@@ -106,6 +106,22 @@ class TimeWindow(BaseModel):
         return self.start <= utc(moment) < self.end
 
 
+QUOTE_OPEN, QUOTE_CLOSE = "\u201c", "\u201d"
+
+
+def quoted(text: str, limit: int = 160) -> str:
+    """Telemetry text (a log line, an event summary, an annotation) marked as copied, for a
+    finding's title or summary: `f"Deploy on {service}: {quoted(event.summary)}"`.
+
+    Narration treats what is between the marks as a record of what was logged, never as a
+    statement by the analyzer: it cannot support a claim about causes, teams or actions.
+    """
+    text = " ".join(str(text).replace(QUOTE_OPEN, "'").replace(QUOTE_CLOSE, "'").split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "\u2026"
+    return f"{QUOTE_OPEN}{text}{QUOTE_CLOSE}"
+
+
 class Severity(StrEnum):
     INFO = "info"
     WARNING = "warning"

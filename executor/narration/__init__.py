@@ -16,6 +16,12 @@ def narrate(
     record: InvestigationRecord, settings: NarratorSettings | None = None
 ) -> NarrativeRecord:
     """The narrative for an investigation; narration never sinks the investigation."""
+    narrative = _narrate(record, settings)
+    # The one exit: whatever path made it, the narrative passes the redaction step.
+    return NarrativeRecord.model_validate(narrative.model_dump())
+
+
+def _narrate(record: InvestigationRecord, settings: NarratorSettings | None) -> NarrativeRecord:
     try:
         settings = settings or NarratorSettings.from_env()
     except SettingsError as exc:

@@ -1,7 +1,9 @@
 """The deterministic narrator: offline, and every sentence is made of its findings' own words.
 
-The story is told in the order a person woken by the alert wants it: the most likely cause, what
-supports it, how the investigation got there, what it explains, what else was seen, what to do.
+The story is told in the order a person woken by the alert wants it: what happened (the symptom
+the alert saw), why (each cause once, then the chain it set off, from cause to effect), the
+evidence, what else was seen and why it was ruled out (explained by the cause, began after the
+onset, or on an unrelated path), and what to do (the findings' mitigations).
 """
 
 from __future__ import annotations
@@ -16,8 +18,7 @@ from casebook.executor.record import (
 
 # Causes scoring at least this share of the top cause are told as standing together with it.
 CONTRIBUTING_SHARE = 0.6
-MAX_SYMPTOMS = 3
-MAX_OTHERS = 3
+MAX_OTHERS = 6
 MAX_NEXT_STEPS = 3
 
 
@@ -41,66 +42,142 @@ def _story(record: InvestigationRecord) -> list[SentenceRecord]:
     sentences = [_headline(record, leads)]
     told: set[str] = set()
 
-    def tell(finding: FindingRecord, text: str, also: list[str] | None = None) -> None:
-        told.add(finding.id)
-        sentences.append(SentenceRecord(text=text, finding_ids=[finding.id, *(also or [])]))
+    def tell(text: str, ids: list[str], kind: str = "fact") -> None:
+        told.update(ids[:1])
+        sentences.append(SentenceRecord(text=text, finding_ids=ids, kind=kind))
 
-    for cause, lead in zip(contributing, leads, strict=True):
-        tell(lead, _as_sentence(lead.summary))
+    # What happened: the symptom the alert saw, in the words of the finding that measured it.
+    effects = _effects(leads, by_id)
+    symptom = _symptom(record, effects) if leads else None
+    alert = record.alert
+    where = f" on {alert.service}" if alert.service else ""
+    if symptom is not None:
+        tell(f"{alert.name} fired{where}: {_as_sentence(_lower(symptom.summary))}", [symptom.id])
+
+    # Why: each cause once, then what it set off, written from cause to effect.
+    for number, (cause, lead) in enumerate(zip(contributing, leads, strict=True)):
+        opening = ("Behind it, " if number == 0 else "Alongside it, ") if symptom else ""
+        tell(opening + _as_sentence(_lower(lead.summary) if opening else lead.summary), [lead.id])
+        chain = [f for f in _downstream(lead, by_id) if f.id != lead.id]
+        if chain:
+            tell(_as_sentence(_capital(_led_to(lead, by_id, set()))), [lead.id, *(f.id for f in chain)])
+            told.update(f.id for f in chain)
         for fid in cause.finding_ids[1:]:
             if fid in by_id and fid not in told:
-                tell(by_id[fid], "Supporting evidence: " + _as_sentence(by_id[fid].summary))
-
-    chain = _chain(leads[0].id, by_id) if leads else []
-    if len(chain) > 1:
-        sentences.append(
-            SentenceRecord(
-                text="Found by following " + " → ".join(_mid(f.title) for f in chain) + ".",
-                finding_ids=[f.id for f in chain],
-            )
-        )
-
-    cause_ids = {fid for c in contributing for fid in c.finding_ids}
-    explained = {fid for fid in cause_ids if fid in by_id for fid in by_id[fid].explains}
-    explainer = {e: fid for fid in cause_ids if fid in by_id for e in by_id[fid].explains}
-    symptoms = [f for lead in leads for f in _chain(lead.id, by_id) if f.id not in told]
-    symptoms += [by_id[e] for e in sorted(explained) if e in by_id and e not in told]
-    for finding in _unique(symptoms)[:MAX_SYMPTOMS]:
-        if finding.id in explainer:
-            tell(
-                finding,
-                "Explained by the cause: " + _as_sentence(finding.summary),
-                [explainer[finding.id]],
-            )
-        else:
-            tell(finding, _as_sentence(finding.summary))
+                tell("The evidence: " + _as_sentence(by_id[fid].summary), [fid])
 
     for cause in lesser:
         lead = by_id[cause.finding_ids[0]]
-        told.add(lead.id)
-        sentences.append(
-            SentenceRecord(
-                text=f"{_title(lead)} may also contribute "
-                f"({cause.category} on {cause.entity.name}).",
-                finding_ids=[lead.id],
-                kind="hypothesis",
-            )
+        tell(
+            f"{_title(lead)} may also contribute ({cause.category} on {cause.entity.name}).",
+            [lead.id],
+            "hypothesis",
         )
 
-    others = [f for f in record.findings if f.id not in told and f.id not in cause_ids]
-    if others:
-        shown = others[:MAX_OTHERS]
-        sentences.append(
-            SentenceRecord(
-                text="Also seen, not ranked as a cause: "
-                + "; ".join(_mid(f.title) for f in shown)
-                + ".",
-                finding_ids=[f.id for f in shown],
-            )
+    # What else was seen, and why it was ruled out.
+    ranked = {fid for c in causes for fid in c.finding_ids}
+    others = [f for f in record.findings if f.id not in told and f.id not in ranked]
+    for finding in others[:MAX_OTHERS]:
+        tell(_ruled_out(finding, leads, effects), [finding.id, *_because(finding, leads, effects)])
+    if len(others) > MAX_OTHERS:
+        rest = others[MAX_OTHERS:]
+        tell(
+            "Also seen and not ranked: " + "; ".join(_mid(f.title) for f in rest[:MAX_OTHERS]) + ".",
+            [f.id for f in rest[:MAX_OTHERS]],
         )
 
     sentences.extend(_next_steps(record, causes, by_id))
     return sentences
+
+
+def _effects(leads: list[FindingRecord], by_id: dict[str, FindingRecord]) -> dict[str, str]:
+    """Every finding the causes explain, directly or through another: {effect id: lead id}."""
+    effects: dict[str, str] = {}
+    for lead in leads:
+        for finding in _downstream(lead, by_id):
+            if finding.id != lead.id:
+                effects.setdefault(finding.id, lead.id)
+    return effects
+
+
+def _downstream(lead: FindingRecord, by_id: dict[str, FindingRecord]) -> list[FindingRecord]:
+    """The lead and what it explains, breadth first: the chain from cause to effect."""
+    ordered, queue, seen = [], [lead.id], {lead.id}
+    while queue:
+        fid = queue.pop(0)
+        ordered.append(by_id[fid])
+        for nxt in by_id[fid].explains:
+            if nxt in by_id and nxt not in seen:
+                seen.add(nxt)
+                queue.append(nxt)
+    return ordered
+
+
+def _led_to(finding: FindingRecord, by_id: dict[str, FindingRecord], seen: set[str]) -> str:
+    """'A, which led to B and C': each step an `explains` edge, from cause to effect."""
+    seen.add(finding.id)
+    children = [by_id[e] for e in finding.explains if e in by_id and e not in seen]
+    seen.update(c.id for c in children)
+    if not children:
+        return _mid(finding.title)
+    parts = [_led_to(child, by_id, seen) for child in children]
+    joined = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return f"{_mid(finding.title)}, which led to {joined}"
+
+
+def _symptom(record: InvestigationRecord, effects: dict[str, str]) -> FindingRecord | None:
+    """The effect on the alerting service, else the last effect: what the alert saw."""
+    found = [f for f in record.findings if f.id in effects]
+    service = record.alert.service
+    on_service = [f for f in found if any(e.name == service for e in f.entities)]
+    return (on_service or found[-1:] or [None])[0]
+
+
+def _ruled_out(
+    finding: FindingRecord, leads: list[FindingRecord], effects: dict[str, str]
+) -> str:
+    lead = leads[0] if leads else None
+    title = _title(finding)
+    if lead is None:
+        return f"{title} was also seen; no cause was ranked."
+    if finding.id in effects:
+        return f"{title} was also seen and is explained by {_mid(lead.title)}."
+    if finding.onset and lead.onset and finding.onset > lead.onset:
+        return (
+            f"{title} was also seen but began at {finding.onset:%H:%M} UTC, after the onset at "
+            f"{lead.onset:%H:%M} UTC, so it followed rather than started the incident."
+        )
+    return f"{title} was also seen but lies on an unrelated path: no finding links it to the others."
+
+
+def _because(
+    finding: FindingRecord, leads: list[FindingRecord], effects: dict[str, str]
+) -> list[str]:
+    """The findings a ruled-out sentence also rests on (the cause it is measured against)."""
+    if not leads:
+        return []
+    if finding.id in effects:
+        return [effects[finding.id]]
+    if finding.onset and leads[0].onset and finding.onset > leads[0].onset:
+        return [leads[0].id]
+    return []
+
+
+def _lower(text: str) -> str:
+    """A sentence as it reads after a colon: 'Traffic rose' -> 'traffic rose', names kept."""
+    first = text.split(" ", 1)[0]
+    if first[:1].isupper() and first[1:].islower() and first.isalpha():
+        return text[0].lower() + text[1:]
+    return text
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:] if text[:1].islower() and not _is_name(text) else text
+
+
+def _is_name(text: str) -> bool:
+    first = text.split(" ", 1)[0]
+    return any(c in first for c in "-_.") or any(c.isdigit() for c in first)
 
 
 def _headline(record: InvestigationRecord, leads: list[FindingRecord]) -> SentenceRecord:

@@ -34,7 +34,7 @@ class NarratorSettings:
     mode: str = "auto"
     model: str = DEFAULT_MODEL
     max_tokens: int = 2000
-    timeout_s: float = 60.0
+    timeout_s: float = 30.0
     retries: int = 2
     budget_investigation: int = 40_000
     budget_day: int = 2_000_000
@@ -74,7 +74,7 @@ class NarratorSettings:
             mode=mode,
             model=env.get("CASEBOOK_NARRATOR_MODEL") or DEFAULT_MODEL,
             max_tokens=_number(env, "CASEBOOK_NARRATOR_MAX_TOKENS", 2000, int, "2000"),
-            timeout_s=_number(env, "CASEBOOK_NARRATOR_TIMEOUT_S", 60.0, float, "60", minimum=0.1),
+            timeout_s=_number(env, "CASEBOOK_NARRATOR_TIMEOUT_S", 30.0, float, "30", minimum=0.1),
             retries=_number(env, "CASEBOOK_NARRATOR_RETRIES", 2, int, "2", minimum=0),
             budget_investigation=_number(
                 env, "CASEBOOK_TOKEN_BUDGET_INVESTIGATION", 40_000, int, "40000", minimum=0

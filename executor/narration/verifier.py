@@ -1,167 +1,116 @@
-"""The verifier: every sentence of a narrative must rest on the findings it cites.
+"""The verifier: every sentence of a narrative must rest on the findings it cites, in meaning.
 
-A sentence is rejected when it cites an unknown finding, cites none, or states a number, a time,
-a date or a name (service, account, host, class, metric: anything that looks like an identifier)
-that none of its cited findings contains. What a finding "contains" is what its analyzer wrote
-(title, summary, entities, facts, mitigations, evidence notes) plus the structured cells of its
-evidence (numbers, single-token names). Free text copied from telemetry (a log message, an event
-summary in a row) never supports a claim: it can be written by anyone, so an instruction planted
-in a log line cannot smuggle a name or a number into a verified narrative.
+A sentence is rejected when it cites an unknown finding or none; when it states a number, a time,
+a date or a name that none of its cited findings contains; when a number's unit, entity or
+direction is not the one the findings give it ("378 seconds" for 378 ms, one service's latency
+attached to another, "recovered" for a fall); when a multiplier, an approximation or a relative
+time does not follow from the cited values ("tenfold" for 19.5x, "nearly all" for 29%,
+"8 minutes before" for 6); when it states cause and effect against the ranking and the
+`explains` graph; when it proposes a command or a next step that no cited mitigation contains.
+What counts as a finding's support is in casebook.executor.narration.support: text a finding
+copied from telemetry supports nothing. docs/narration.md lists the checks with examples.
 """
 
 from __future__ import annotations
 
-import math
+import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
 
-from casebook.executor.narration.claims import extract, stem
-from casebook.executor.narration.redaction import secrets_in
+from casebook.executor.narration.claims import QUOTED, NumberClaim, content_stems, extract, stem
+from casebook.executor.narration.meaning import (
+    Sentence,
+    action_reasons,
+    approximation_reasons,
+    causal_reasons,
+    direction_reasons,
+    order_reasons,
+)
+from casebook.executor.narration.support import (
+    Support,
+    finding_support,
+    mentions,
+    normal,
+    record_support,
+)
 from casebook.executor.record import FindingRecord, InvestigationRecord, SentenceRecord
+from casebook.executor.redaction import secrets_in
 
 KINDS = ("headline", "fact", "hypothesis", "next_step")
+# Causes scoring at least this share of the top cause stand together with it.
+CONTRIBUTING_SHARE = 0.6
+RUN_WORDS = re.compile(
+    r"\b(?:invocations?|analy[sz]ers?|ran|runs?|skipped|timed out|time-?outs?|errored|crashed|"
+    r"checks?|checked|findings?|causes|did not finish|finished)\b", re.I)
+ALERT_WORDS = re.compile(r"\b(?:alert|alerts|fired|firing|paged|page)\b", re.I)
+ENTITY_COLUMN = re.compile(
+    r"^(?:service|service_name|host|hostname|pod|node|instance|account|account_id|cache|queue|"
+    r"database|db|peer|caller|callee|upstream|downstream)$", re.I)
+BY = re.compile(r"\bby\s*$", re.I)
+STRAIGHT_QUOTE = re.compile(r'"([^"]{3,})"')
 
 
-@dataclass
-class Support:
-    """What a set of findings states, in the forms a sentence is compared against."""
+class Supports(dict):
+    """Each finding's support, worked out the first time a sentence cites it."""
 
-    names: set[str] = field(default_factory=set)
-    numbers: set[float] = field(default_factory=set)
-    exact_numbers: set[float] = field(default_factory=set)
-    times: set[str] = field(default_factory=set)
-    dates: set[str] = field(default_factory=set)
-    words: set[str] = field(default_factory=set)
+    def __init__(self, by_id: dict[str, FindingRecord]):
+        super().__init__()
+        self.by_id = by_id
 
-    def add_text(self, text: str) -> None:
-        """Everything `text` states counts as support (text an analyzer wrote)."""
-        claims = extract(text)
-        self.names.update(n.lower() for n in claims.names)
-        for number in claims.numbers:
-            self.numbers.add(number.value / 100 if number.percent else number.value)
-            if number.percent:
-                self.numbers.add(number.value)
-        self.times.update(claims.times)
-        self.dates.update(claims.dates)
-        self.words.update(claims.words)
-        for token in text.replace("/", " ").split():
-            self.names.add(token.strip(".,;:()'\"").lower())
-
-    def add_moment(self, moment: datetime | None) -> None:
-        if moment is not None:
-            self.times.add(f"{moment:%H:%M}")
-            self.dates.add(f"{moment:%Y-%m-%d}")
-
-    def add_value(self, value: Any, *, trusted: bool) -> None:
-        """A fact or an evidence cell: numbers and single-token names, never free text.
-
-        A string with spaces in a fact or a row is usually telemetry text (a log sample) that
-        anyone can write, so it supports nothing. Trusted values (facts) support rounded numbers;
-        evidence cells only exact ones.
-        """
-        if isinstance(value, bool) or value is None:
-            return
-        if isinstance(value, int | float):
-            if math.isfinite(value):
-                (self.numbers if trusted else self.exact_numbers).add(abs(float(value)))
-        elif isinstance(value, str):
-            if any(c.isspace() for c in value) or len(value) > 100:
-                return
-            if trusted:
-                self.add_text(value)
-            else:
-                self.names.add(value.lower())
-                self.names.update(n.lower() for n in extract(value).names)
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                self.names.add(str(key).lower())
-                self.add_value(item, trusted=trusted)
-        elif isinstance(value, list | tuple | set):
-            for item in value:
-                self.add_value(item, trusted=trusted)
-
-    def merge(self, other: Support) -> Support:
-        merged = Support()
-        for name in ("names", "numbers", "exact_numbers", "times", "dates", "words"):
-            getattr(merged, name).update(getattr(self, name), getattr(other, name))
-        return merged
+    def __missing__(self, fid: str) -> Support:
+        self[fid] = support = finding_support(self.by_id[fid])
+        return support
 
 
-def finding_support(finding: FindingRecord) -> Support:
-    """What one finding states: its analyzer's words, its facts and its evidence's structure."""
-    support = Support()
-    for text in (finding.title, finding.summary, finding.analyzer, finding.category, finding.id):
-        support.add_text(text)
-    for entity in finding.entities:
-        support.add_text(entity.name)
-        support.names.add(entity.kind.lower())
-    for mitigation in finding.mitigations:
-        support.add_text(mitigation.action)
-        support.add_text(mitigation.detail)
-    support.add_moment(finding.onset)
-    for key, value in finding.facts.items():
-        support.names.add(key.lower())
-        support.add_value(value, trusted=True)
-    for evidence in finding.evidence:
-        support.add_text(evidence.note)
-        for name in [*evidence.columns, *evidence.series]:
-            support.add_text(name)
-        support.add_value(evidence.params, trusted=False)
-        support.add_value(evidence.rows, trusted=False)
-    return support
+class Context:
+    """What every sentence of one narrative is checked against, computed once."""
 
-
-def record_support(record: InvestigationRecord) -> Support:
-    """What every sentence may state: the alert, its window and the investigation's counts."""
-    support = Support()
-    alert = record.alert
-    support.add_text(alert.name)
-    for key, value in alert.labels.items():
-        support.names.add(key.lower())
-        support.add_text(value)
-    for value in alert.annotations.values():
-        support.add_text(value)
-    for moment in (alert.starts_at, record.window.start, record.window.end):
-        support.add_moment(moment)
-    counts = [
-        len(record.causes),
-        len(record.findings),
-        len(record.invocations),
-        *record.status_counts().values(),
-    ]
-    support.numbers.update(float(n) for n in counts)
-    support.names.update({"utc", record.id.lower()})
-    for cause in record.causes:
-        support.names.update({cause.category.lower(), cause.entity.kind.lower()})
-    return support
+    def __init__(self, record: InvestigationRecord):
+        self.record = record
+        self.by_id = {f.id: f for f in record.findings}
+        self.supports = Supports(self.by_id)
+        self.base, self.counters = record_support(record)
+        causes = [c for c in record.causes if c.finding_ids]
+        top = causes[0].score if causes else 0.0
+        lead = [c for c in causes if c.score >= top * CONTRIBUTING_SHARE] or causes[:1]
+        self.leading = {fid for c in lead for fid in c.finding_ids}
+        self.ranked = {fid for c in causes for fid in c.finding_ids}
+        self.entities: dict[str, set[str]] = {}
+        for finding in record.findings:
+            for entity in finding.entities:
+                self.entities.setdefault(entity.name.lower(), set()).add(finding.id)
+        for cause in record.causes:
+            self.entities.setdefault(cause.entity.name.lower(), set()).update(cause.finding_ids)
+        # Every name a sentence must cite the owner of: the findings' entities and those of the
+        # telemetry (services, hosts, pods, accounts in their evidence). Numbers bind only to the
+        # findings' own entities.
+        self.named = {name: set(owners) for name, owners in self.entities.items()}
+        for finding in record.findings:
+            for evidence in finding.evidence:
+                keep = [i for i, c in enumerate(evidence.columns) if ENTITY_COLUMN.search(c)]
+                for row in evidence.rows:
+                    for i in keep:
+                        cell = row[i] if i < len(row) else None
+                        if isinstance(cell, str) and cell and not any(c.isspace() for c in cell):
+                            self.named.setdefault(cell.lower(), set()).add(finding.id)
 
 
 def verify(sentences: Sequence[SentenceRecord], record: InvestigationRecord) -> list[str]:
     """The reasons to reject a narrative; empty when every sentence rests on its findings."""
-    reasons: list[str] = []
     if not sentences:
         return ["the narrative has no sentences"]
+    reasons: list[str] = []
     headlines = [s for s in sentences if s.kind == "headline"]
     if len(headlines) != 1:
         reasons.append(f"the narrative needs exactly one headline, found {len(headlines)}")
-    by_id = {f.id: f for f in record.findings}
-    base = record_support(record)
-    supports = {fid: finding_support(f) for fid, f in by_id.items()}
+    context = Context(record)
     for number, sentence in enumerate(sentences, start=1):
-        reasons.extend(_sentence_reasons(number, sentence, by_id, supports, base))
+        reasons.extend(_sentence_reasons(number, sentence, context))
     return reasons
 
 
-def _sentence_reasons(
-    number: int,
-    sentence: SentenceRecord,
-    by_id: dict[str, FindingRecord],
-    supports: dict[str, Support],
-    base: Support,
-) -> list[str]:
+def _sentence_reasons(number: int, sentence: SentenceRecord, context: Context) -> list[str]:
     label = f'sentence {number} ("{_short(sentence.text)}")'
+    by_id = context.by_id
     if sentence.kind not in KINDS:
         return [f"{label} has kind {sentence.kind!r}; expected one of {', '.join(KINDS)}"]
     unknown = [fid for fid in sentence.finding_ids if fid not in by_id]
@@ -173,19 +122,29 @@ def _sentence_reasons(
     if not sentence.finding_ids and by_id:
         return [f"{label} cites no finding; every sentence must cite the findings it rests on"]
     cited = _ids(sentence.finding_ids) if sentence.finding_ids else "the alert"
-    support = base
-    for fid in sentence.finding_ids:
-        support = support.merge(supports[fid])
+    supports = [context.supports[fid] for fid in sentence.finding_ids]
+    support = _merged([context.base, *supports])
     reasons = []
     secrets = secrets_in(sentence.text)
     if secrets:
         reasons.append(f"{label} contains what looks like a secret ({', '.join(secrets)})")
-    claims = extract(sentence.text)
+    text, bad_quote = _unquoted(sentence.text, support)
+    if bad_quote:
+        reasons.append(f"{label} quotes {bad_quote!r}, which no cited finding's evidence contains")
+    claims = extract(text)
+    about_run = bool(RUN_WORDS.search(text))
     anchored = False
     missing: list[str] = []
     for claim in claims.numbers:
-        if _number_supported(claim.value, claim.tolerance, claim.percent, support):
+        owner = _owner(text, claim, context, sentence.finding_ids)
+        scope = [context.supports[fid] for fid in owner] if owner else supports
+        if _number_supported(claim, [context.base, *scope], context, about_run, text, supports):
             anchored = True
+        elif owner and _number_supported(
+            claim, [context.base, *supports], context, about_run, text, supports
+        ):
+            entity = _entity_before(text, claim.start, context) or ""
+            missing.append(f"{claim.text} for {entity}")
         else:
             missing.append(claim.text)
     for time in claims.times:
@@ -207,6 +166,23 @@ def _sentence_reasons(
             missing[0] if len(missing) == 1 else (", ".join(missing[:-1]) + " and " + missing[-1])
         )
         reasons.append(f"{label} states {listed}, not found in {cited}")
+    for entity in dict.fromkeys(name for name, _ in mentions(text, context.named)):
+        owners = context.named[entity]
+        if entity not in support.names and entity not in support.entities:
+            reasons.append(
+                f"{label} names {entity}, an entity of {_ids(sorted(owners))}, which it does "
+                "not cite"
+            )
+    meant = Sentence(text, sentence.kind, list(sentence.finding_ids), content_stems(text))
+    cited_findings = [by_id[fid] for fid in sentence.finding_ids]
+    for problem in (
+        *approximation_reasons(meant, supports),
+        *direction_reasons(meant, supports),
+        *order_reasons(meant, context.record),
+        *causal_reasons(meant, context.record, context.leading, context.ranked),
+        *action_reasons(meant, cited_findings),
+    ):
+        reasons.append(f"{label} {problem}")
     if not anchored and sentence.finding_ids and not reasons:
         words = {stem(w) for w in claims.words}
         if not words & support.words:
@@ -216,16 +192,116 @@ def _sentence_reasons(
     return reasons
 
 
-def _number_supported(value: float, tolerance: float, percent: bool, support: Support) -> bool:
-    candidates = [(value, tolerance)]
-    if percent:
-        candidates.append((value / 100, tolerance / 100))
-    for candidate, tol in candidates:
-        if any(abs(known - candidate) <= tol + 1e-9 for known in support.numbers):
+def _number_supported(
+    claim: NumberClaim,
+    supports: list[Support],
+    context: Context,
+    about_run: bool,
+    about: str,
+    cited: list[Support],
+) -> bool:
+    """Whether the supports state the claim, in its unit. Durations may also be the time
+    between two moments the cited findings state (whoever they are about); a number written
+    after "by" may be the difference of two values one finding states ("rose by 258 ms")."""
+    value, tolerance = claim.value, claim.tolerance + 1e-9
+    quantities = [q for s in supports for q in s.quantities]
+
+    def near(known: float, exact: bool) -> bool:
+        return known == value if exact and not claim.word else abs(known - value) <= tolerance
+
+    if claim.unit == "x":
+        if any(q.unit == "x" and near(q.value, False) for q in quantities):
             return True
-        if candidate in support.exact_numbers:
+        return any(_ratio_near(s, value, tolerance) for s in supports)
+    if BY.search(about[: claim.start]) and any(_difference_near(s, claim, near) for s in supports):
+        return True
+    if claim.unit == "s":
+        if any(q.unit == "s" and near(q.value, q.exact) for q in quantities):
             return True
+        moments = [m for s in cited for m in s.moments]
+        if ALERT_WORDS.search(about) or context.record.alert.name.lower() in about.lower():
+            moments.append(context.record.alert.starts_at)
+        gaps = {abs((a - b).total_seconds()) for a in moments for b in moments}
+        # Times of day an analyzer wrote ("between 11:30 and 11:40") bound durations too.
+        clock = [int(t[:2]) * 60 + int(t[3:]) for s in cited for t in s.times]
+        gaps |= {abs(a - b) * 60.0 for a in clock for b in clock}
+        return any(abs(gap - value) <= max(tolerance, 30.0) for gap in gaps if gap)
+    if claim.unit == "%":
+        if any(q.unit == "%" and near(q.value, q.exact) for q in quantities):
+            return True
+        return any(q.unit == "" and q.value == claim.raw for q in quantities)
+    if any(q.unit in ("", "%", claim.unit) and near(q.value, q.exact) for q in quantities):
+        return True
+    if any(q.unit in ("s", "x") and near(q.value, q.exact) for q in quantities):
+        return True
+    return about_run and any(abs(n - value) <= tolerance for n in context.counters)
+
+
+def _difference_near(support: Support, claim: NumberClaim, near) -> bool:
+    values = [q for q in support.quantities if not q.exact and q.unit == claim.unit]
+    return any(a is not b and near(abs(a.value - b.value), False) for a in values for b in values)
+
+
+def _ratio_near(support: Support, value: float, tolerance: float) -> bool:
+    """Whether two values one finding states, of one unit, stand in the ratio `value`."""
+    values = [q for q in support.quantities if q.value > 0 and q.unit not in ("x",)]
+    for a in values:
+        for b in values:
+            if a is not b and a.unit == b.unit and abs(b.value / a.value - value) <= tolerance:
+                return True
     return False
+
+
+def _owner(text: str, claim: NumberClaim, context: Context, cited: list[str]) -> list[str]:
+    """The cited findings about the entity a number is written after, if the sentence names one."""
+    entity = _entity_before(text, claim.start, context)
+    if entity is None:
+        return []
+    return [fid for fid in cited if fid in context.entities.get(entity, set())]
+
+
+CLAUSE_BREAK = re.compile(r"[;,(→]|\bwhile\b|\bwhereas\b|\bbut\b|\band\b|\bthen\b")
+
+
+def _entity_before(text: str, position: int, context: Context) -> str | None:
+    """The entity a number is about: the nearest named before it in its clause, else after it."""
+    head = CLAUSE_BREAK.split(text[:position])[-1]
+    head = " ".join(head.split()[-8:])
+    tail = CLAUSE_BREAK.split(text[position:])[0]
+    before = mentions(head, context.entities)
+    if before:
+        return max(before, key=lambda m: m[1])[0]
+    after = mentions(tail, context.entities)
+    return min(after, key=lambda m: m[1])[0] if after else None
+
+
+def _unquoted(text: str, support: Support) -> tuple[str, str | None]:
+    """The sentence without its verbatim quotes of copied text, and a quote that is not one."""
+    bad = None
+
+    def drop(match: re.Match[str]) -> str:
+        nonlocal bad
+        quote = normal(match.group(0).strip("“”\""))
+        if any(quote and (quote == known or quote in known) for known in support.quotes):
+            return " "
+        if match.group(0).startswith("“"):
+            bad = match.group(0).strip("“”")
+        return match.group(0)
+
+    text = QUOTED.sub(drop, text)
+    text = STRAIGHT_QUOTE.sub(drop, text)
+    return text, bad
+
+
+def _merged(supports: Iterable[Support]) -> Support:
+    merged = Support()
+    for support in supports:
+        merged.quantities.extend(support.quantities)
+        merged.changes.extend(support.changes)
+        merged.moments.extend(support.moments)
+        for name in ("names", "times", "dates", "words", "topic", "quotes", "entities"):
+            getattr(merged, name).update(getattr(support, name))
+    return merged
 
 
 def _ids(ids: Iterable[str]) -> str:
@@ -234,3 +310,6 @@ def _ids(ids: Iterable[str]) -> str:
 
 def _short(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+__all__ = ["FindingRecord", "verify"]

@@ -93,7 +93,7 @@ def test_evidence_is_redacted_and_fenced_as_data(claude):
     _, fake = claude([tool_answer(good_answer())])
     prompt = fake.requests[0]["messages"][0]["content"]
     assert "sk-ant-api03-SECRET" not in prompt and "alice@example.com" not in prompt
-    assert "token=[redacted]" in prompt and "[email]" in prompt
+    assert "token=[redacted anthropic-key]" in prompt and "[redacted email]" in prompt
     # The planted text arrives only as escaped JSON inside the fence; it cannot close it.
     assert prompt.count("<investigation>") == 1 and prompt.count("</investigation>") == 1
     fence = prompt[prompt.index("<investigation>") + 15 : prompt.index("</investigation>")]
@@ -185,7 +185,10 @@ def test_an_instruction_planted_in_a_log_line_changes_nothing(claude):
     assert narrative.fallback_reason.startswith(
         "Claude's narrative was rejected by the verifier twice: sentence 1 (\"The root cause is "
         'deploy payments-v9 at 11:47.") states 11:47 and "payments-v9", not found in F3; '
-        'sentence 2 ("97% of orders failed.") states 97%, not found in F3'
+        'sentence 1 ("The root cause is deploy payments-v9 at 11:47.") names '
+        "PaymentDeclinedError on checkout (F3) as the cause; the ranked cause is sessions-cache "
+        'hit ratio collapsed (F1); sentence 2 ("97% of orders failed.") states 97%, not found '
+        "in F3"
     )
     for planted in ("payments-v9", "11:47", "97%"):
         assert planted not in narrative.text
@@ -257,8 +260,8 @@ def test_a_timeout_ends_in_the_deterministic_narrator(claude, monkeypatch):
     narrative, fake = claude([slow(3, tool_answer(good_answer()))])
     assert len(fake.requests) == 1
     assert narrative.fallback_reason == (
-        "Claude did not answer within 0.3 s in 1 attempt "
-        "(CASEBOOK_NARRATOR_TIMEOUT_S, CASEBOOK_NARRATOR_RETRIES)."
+        "The narration deadline of 0.3 s was reached while waiting for Claude's answer "
+        "(attempt 1); the call was abandoned (CASEBOOK_NARRATOR_TIMEOUT_S)."
     )
 
 
@@ -268,7 +271,7 @@ def test_the_investigation_budget_stops_claude_before_it_is_asked(claude, monkey
     assert fake.requests == []
     assert narrative.narrator == "deterministic"
     assert narrative.fallback_reason.startswith(
-        "Claude was not asked: the narration would need about "
+        "Claude was not asked: the narration would need up to "
     )
     assert narrative.fallback_reason.endswith(
         "more tokens and this investigation has 1,000 of its 1,000 left "
@@ -282,7 +285,7 @@ def test_the_investigation_budget_also_bounds_the_retry(claude, monkeypatch):
     assert len(fake.requests) == 1
     assert fake.requests[0]["max_tokens"] == 2000
     assert narrative.fallback_reason.startswith(
-        "Claude was not asked again: the narration would need about "
+        "Claude was not asked again: the narration would need up to "
     )
     assert (narrative.tokens_in, narrative.tokens_out) == (9000, 400)
 
@@ -297,7 +300,7 @@ def test_the_daily_budget_is_kept_in_a_ledger_across_investigations(claude, monk
     assert fake.requests == []
     assert narrative.fallback_reason.startswith(
         "Claude was not asked: the daily token budget is spent: 3,500 of 8,000 tokens used "
-        "today (UTC) and this narration needs about "
+        "or reserved today (UTC) and this narration needs up to "
     )
 
 

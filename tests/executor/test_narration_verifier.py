@@ -97,7 +97,10 @@ def test_text_planted_in_a_log_line_never_supports_a_claim():
     reasons = check("The root cause is deploy payments-v9 at 11:47; 97% of orders failed.", ["F3"])
     assert reasons == [
         'sentence 2 ("The root cause is deploy payments-v9 at 11:47; 97% of '
-        'order…") states 97%, 11:47 and "payments-v9", not found in F3'
+        'order…") states 97%, 11:47 and "payments-v9", not found in F3',
+        'sentence 2 ("The root cause is deploy payments-v9 at 11:47; 97% of '
+        'order…") names PaymentDeclinedError on checkout (F3) as the cause; the ranked cause '
+        "is sessions-cache hit ratio collapsed (F1)",
     ]
 
 
@@ -132,7 +135,7 @@ def test_secrets_in_a_sentence_are_rejected():
     reasons = check("sessions-cache failed for alice@example.com.", ["F1"])
     assert reasons[0] == (
         'sentence 2 ("sessions-cache failed for alice@example.com.") contains '
-        "what looks like a secret (e-mail address)"
+        "what looks like a secret (email)"
     )
 
 
@@ -148,7 +151,7 @@ def test_the_deterministic_narrator_passes_its_own_verifier():
         assert verify(narrative.sentences, record) == []
 
 
-def test_deterministic_prose_reads_cause_first():
+def test_deterministic_prose_tells_a_story_from_cause_to_effect():
     narrative = narrate_deterministic(investigation())
     assert [(s.kind, s.text, s.finding_ids) for s in narrative.sentences] == [
         (
@@ -157,17 +160,22 @@ def test_deterministic_prose_reads_cause_first():
             "CheckoutErrors on checkout.",
             ["F1"],
         ),
-        ("fact", "sessions-cache hit ratio fell from 0.91 to 0.12 at 12:02 UTC.", ["F1"]),
+        # What the alert saw, then the cause behind it, then the chain from cause to effect.
         (
             "fact",
-            "Found by following traffic to checkout up 3.1x → sessions-cache hit ratio collapsed.",
-            ["F2", "F1"],
+            "CheckoutErrors fired on checkout: checkout went from 210 to 655 requests per "
+            "minute at 12:05 UTC.",
+            ["F2"],
         ),
         (
             "fact",
-            "Explained by the cause: checkout went from 210 to 655 requests per minute at "
-            "12:05 UTC.",
-            ["F2", "F1"],
+            "Behind it, sessions-cache hit ratio fell from 0.91 to 0.12 at 12:02 UTC.",
+            ["F1"],
+        ),
+        (
+            "fact",
+            "sessions-cache hit ratio collapsed, which led to traffic to checkout up 3.1x.",
+            ["F1", "F2"],
         ),
         (
             "hypothesis",
@@ -195,19 +203,23 @@ def test_when_nothing_was_found_the_narrative_says_what_ran():
     [
         (
             "GET https://bob:hunter2@db.internal/x",
-            "GET https://bob:[redacted]@db.internal/x",
-            "password in a URL",
+            "GET https://bob:[redacted password]@db.internal/x",
+            "password",
         ),
         (
             "Authorization: Bearer abc123def456ghi789",
-            "Authorization: Bearer [redacted]",
-            "bearer token",
+            "Authorization: Bearer [redacted bearer-token]",
+            "bearer-token",
         ),
-        ("key sk-ant-api03-abcdefghijklmnop used", "key [redacted] used", "API key"),
-        ("aws AKIAABCDEFGHIJKLMNOP", "aws [redacted]", "API key"),
-        ("login by alice.smith@example.co.uk", "login by [email]", "e-mail address"),
-        ("password=s3cret&user=bob", "password=[redacted]&user=bob", "secret assignment"),
-        ('{"api_key": "abc123"}', '{"api_key": "[redacted]"}', "secret assignment"),
+        (
+            "key sk-ant-api03-abcdefghijklmnop used",
+            "key [redacted anthropic-key] used",
+            "anthropic-key",
+        ),
+        ("aws AKIAABCDEFGHIJKLMNOP", "aws [redacted aws-access-key-id]", "aws-access-key-id"),
+        ("login by alice.smith@example.co.uk", "login by [redacted email]", "email"),
+        ("password=s3cret&user=bob", "password=[redacted password]&user=bob", "password"),
+        ('{"api_key": "abc123XYZ789"}', '{"api_key": "[redacted secret]"}', "secret"),
     ],
 )
 def test_redaction_replaces_secrets_and_names_them(text, expected, kind):

@@ -67,7 +67,10 @@ def test_telemetry_text_is_escaped_and_its_secrets_redacted():
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "sk-ant-api03" not in page and "alice@example.com" not in page
-    assert "card declined for [email] token=[redacted]" in page
+    assert (
+        "card declined for [redacted email] &lt;script&gt;alert(1)&lt;/script&gt; "
+        "token=[redacted anthropic-key]"
+    ) in page
 
 
 def test_causes_chain_evidence_and_queries_are_shown():
@@ -149,7 +152,7 @@ def test_markdown_links_each_sentence_and_keeps_telemetry_inert():
         "> **The deterministic narrator wrote this summary.** Claude was not asked: the "
         "daily token budget is spent."
     ) in text
-    assert "- sessions-cache hit ratio fell from 0.91 to 0.12 at 12:02 UTC. [F1](#F1)" in text
+    assert "- Behind it, sessions-cache hit ratio fell from 0.91 to 0.12 at 12:02 UTC. [F1](#F1)" in text
     assert '### <a id="F3"></a>F3 · PaymentDeclinedError on checkout' in text
     assert (
         "| 1 | **cache** sessions-cache hit ratio collapsed | service `sessions-cache` | "
@@ -157,7 +160,7 @@ def test_markdown_links_each_sentence_and_keeps_telemetry_inert():
     )
     assert "- note: &lt;img src=x onerror=alert(1)&gt; in a note" in text
     assert "<img" not in text and "<script" not in text
-    assert "alice@example.com" not in text and "card declined for [email]" in text
+    assert "alice@example.com" not in text and "card declined for [redacted email]" in text
     assert "- [F2](#F2) Traffic to checkout up 3.1x (`traffic_surge`)\n  - [F1](#F1)" in text
     assert re.search(
         r"- `[▁▂▃▄▅▆▇█]+` sessions-cache hit ratio: 0\.91 → 0\.12 \(11:10–12:24\)", text

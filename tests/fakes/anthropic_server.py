@@ -2,7 +2,8 @@
 
 The real `anthropic` client talks to it through ANTHROPIC_BASE_URL. Each request takes the next
 scripted reply: a tool call (`tool_answer`), an HTTP error (`status`), a slow answer (`slow`), or a
-function of the request body that returns one of those (a model that reads its prompt). Every
+function of the request body that returns one of those (a model that reads its prompt), a
+body trickled a byte at a time (`trickled`) or no answer at all (`never_answers`). Every
 request body and its headers are kept for assertions.
 """
 
@@ -31,6 +32,8 @@ class Reply:
     body: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    trickle_s: float = 0.0  # seconds between bytes of the body
+    hang: bool = False  # read the request, never answer
 
 
 def tool_answer(
@@ -89,6 +92,17 @@ def slow(seconds: float, then: Reply) -> Reply:
     return Reply(status=then.status, body=then.body, headers=then.headers, delay_s=seconds)
 
 
+def trickled(seconds_per_byte: float, then: Reply) -> Reply:
+    """`then`, its headers at once and its body one byte every `seconds_per_byte`."""
+    return Reply(status=then.status, body=then.body, headers=then.headers,
+                 trickle_s=seconds_per_byte)
+
+
+def never_answers() -> Reply:
+    """A server that takes the request and never sends a byte back."""
+    return Reply(hang=True)
+
+
 Script = Reply | Callable[[dict[str, Any]], Reply]
 
 
@@ -109,6 +123,9 @@ class FakeAnthropic:
                 fake.requests.append(body)
                 fake.headers.append({k.lower(): v for k, v in self.headers.items()})
                 reply = fake._next(self.path, body)
+                if reply.hang:
+                    fake._stopping.wait()
+                    return
                 if reply.delay_s and fake._stopping.wait(reply.delay_s):
                     return
                 payload = dict(reply.body)
@@ -124,7 +141,14 @@ class FakeAnthropic:
                     for name, value in reply.headers.items():
                         self.send_header(name, value)
                     self.end_headers()
-                    self.wfile.write(data)
+                    if reply.trickle_s:
+                        for i in range(len(data)):
+                            self.wfile.write(data[i : i + 1])
+                            self.wfile.flush()
+                            if fake._stopping.wait(reply.trickle_s):
+                                return
+                    else:
+                        self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout test); nothing to answer
 
