@@ -15,13 +15,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from casebook.executor.datasets.casedir import Case, rows_table, write_case
 from casebook.executor.datasets.generator import demand, faults, metrics, noise, traces
-from casebook.executor.datasets.generator.alerting import first_firing
+from casebook.executor.datasets.generator.alerting import Firing, first_firing
 from casebook.executor.datasets.generator.simulation import arrivals, simulate
 from casebook.executor.datasets.generator.topology import build
 from casebook.executor.datasets.generator.traffic import Clock, new_world, settle
+from casebook.executor.errors import UserError
 from casebook.sdk.models import Alert
 
 CLASSES = ("change_regression", "slow_release", "canary_release", "network_delay",
@@ -38,6 +40,8 @@ def generate(out: Path, seed: int = 1000, cases: int = 13,
              on_case: Callable[[int, int, str], None] | None = None) -> list[Path]:
     """Write cases for seeds seed .. seed+cases-1 under OUT; `on_case(done, total, name)`."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} is a file; give a folder to write the generated cases into")
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for k in range(cases):
@@ -52,13 +56,13 @@ def generate_case(seed: int) -> Case:
     """One case; a fault too weak to page anyone is drawn again from the same seed."""
     klass = CLASSES[seed % len(CLASSES)]
     for attempt in range(6):
-        case = _attempt(np.random.default_rng([seed, attempt]), seed, klass)
+        case = _attempt(np.random.default_rng([seed, attempt]), seed, klass, last=attempt == 5)
         if case is not None:
             return case
-    raise RuntimeError(f"seed {seed} ({klass}): no alert fired in 6 draws")
+    raise AssertionError("the last draw always pages")
 
 
-def _attempt(rng: np.random.Generator, seed: int, klass: str) -> Case | None:
+def _attempt(rng: np.random.Generator, seed: int, klass: str, last: bool) -> Case | None:
     history = float(rng.uniform(50, 90)) * 60
     after = SLOW.get(klass, 1500.0)
     seconds = history + after
@@ -88,16 +92,21 @@ def _attempt(rng: np.random.Generator, seed: int, klass: str) -> Case | None:
     counts = metrics.count(world, batches)
     firing = first_firing(rng, world, counts, fault.alert_on, fault.onset)
     if firing is None or firing.at > seconds - 120:
-        return None
+        if not last:
+            return None
+        # a page from a rule this model does not evaluate (a synthetic check, a person)
+        firing = Firing("ServiceDegraded", fault.alert_on[0], fault.onset + 300,
+                        f"{fault.alert_on[0]} degraded", 5)
     end = min(seconds, firing.at + float(rng.uniform(600, 900)))
     traces.assign_accounts(rng, world, batches, accounts)
     requests = traces.access_log(world, batches, accounts, end, rng)
     total = sum(int((b.ts < end).sum()) for b in batches)
     sample = float(np.clip(rng.uniform(150, 300) / max(total, 1), 0.001, 0.2))
+    ids: traces.Ids = {}
     tables = {
-        "metrics": metrics.rows(rng, world, counts, end),
-        "spans": traces.spans(rng, world, batches, accounts, sample, end),
-        "logs": traces.logs(rng, world, batches, accounts, end),
+        "metrics": metrics.rows(rng, world, counts, end),  # already a table: the biggest
+        "spans": traces.spans(rng, world, batches, accounts, sample, end, ids),
+        "logs": traces.logs(rng, world, batches, accounts, end, ids),
         "events": [e for e in world.events if e["ts"] < clock.at(end)],
         "requests": requests,
         "accounts": traces.account_rows(rng, world, accounts, requests),
@@ -107,12 +116,21 @@ def _attempt(rng: np.random.Generator, seed: int, klass: str) -> Case | None:
                   annotations={"summary": firing.summary})
     name = f"gen-{seed:04d}-{klass}"
     about = {"dataset": "generated", "class": klass, "seed": seed,
-             "onset": clock.at(fault.onset).isoformat(), "alert_at": alert.starts_at.isoformat(),
+             "onset": clock.at(fault.onset).isoformat(),
+             "alert_at": alert.starts_at.replace(tzinfo=None).isoformat(),
              "services": len(topo.services), "interval_s": interval, "trace_sampling": sample,
              **made, **{k: v for k, v in fault.about.items()}}
     return Case(name=name, alert=alert,
-                tables={t: rows_table(t, rows) for t, rows in tables.items()},
+                tables={t: rows if isinstance(rows, pa.Table) else _table(t, rows)
+                        for t, rows in tables.items()},
                 causes=[fault.cause], metadata=about)
+
+
+def _table(name: str, rows: list[dict]) -> pa.Table:
+    if name in ("requests", "accounts"):  # plain columns: build them as columns
+        return pa.table({key: [row[key] for row in rows] for key in rows[0]}) if rows else \
+            pa.table({})
+    return rows_table(name, rows)
 
 
 def _expand(topo, route):

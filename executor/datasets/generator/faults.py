@@ -268,10 +268,15 @@ def cache_restart(rng: np.random.Generator, world: World, onset: float) -> Fault
     """The cache restarts empty; misses go to the database, which slows everyone down."""
     caches = [s.name for s in world.topo.services.values()
               if s.kind == "cache" and world.topo.callers(s.name)]
-    c = _pick(rng, caches)
+    c = max(caches, key=lambda name: _miss_share(world, name))
     for p in world.topo.services[c].pods:
         changes.restart(world, p, onset, str(rng.choice(["Error", "OOMKilled"])),
                         float(rng.uniform(10, 30)))
+    for steps in world.topo.handlers.values():  # the database behind the cache runs warm
+        for group in steps:
+            for call in group:
+                if call.on_miss == c and call.kind == "db":
+                    world.tight[call.service] = float(rng.uniform(0.45, 0.6))
     warm = float(rng.uniform(600, 1800))
     t = np.arange(world.clock.ticks) * TICK
     usual = world.hit_ratio[c]
@@ -280,6 +285,21 @@ def cache_restart(rng: np.random.Generator, world: World, onset: float) -> Fault
     faces = sorted({a for caller in world.topo.callers(c) for a in _faces(world, caller)})
     return Fault("cache_restart", Cause("service", c, "cache"), onset, faces or [c],
                  about={"warm_up_s": round(warm)})
+
+
+def _miss_share(world: World, cache: str) -> float:
+    """How much of its database's work a cache saves: the share an empty cache would add."""
+    from casebook.executor.datasets.generator.traffic import expected_load
+
+    usual = expected_load(world)
+    saved = dict(world.hit_ratio)
+    world.hit_ratio[cache] = np.zeros(world.clock.ticks)
+    try:
+        empty = expected_load(world)
+    finally:
+        world.hit_ratio.update(saved)
+    return max(float(np.mean(empty[s] / np.maximum(usual[s], 1e-6)))
+               for s in usual if world.topo.services[s].kind == "db")
 
 
 def cpu_hog(rng: np.random.Generator, world: World, onset: float) -> Fault:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 
 from casebook.executor.datasets.generator.simulation import OWN, UPSTREAM, Batch
 from casebook.executor.datasets.generator.traffic import TICK, World, cpu_ratio
@@ -51,15 +52,14 @@ def count(world: World, batches: list[Batch]) -> Counts:
     for service, parts in durations.items():
         slots = np.concatenate([p[0] for p in parts])
         took = np.concatenate([p[1] for p in parts])
-        order = np.argsort(slots, kind="stable")
+        order = np.lexsort((took, slots))
         slots, took = slots[order], took[order]
         bounds = np.searchsorted(slots, np.arange(n + 1))
-        a, b = np.full(n, np.nan), np.full(n, np.nan)
-        for i in range(n):
-            chunk = took[bounds[i]:bounds[i + 1]]
-            if len(chunk):
-                a[i], b[i] = np.percentile(chunk, [95, 99])
-        p95[service], p99[service] = a, b
+        size = np.diff(bounds)
+        p95[service], p99[service] = (
+            np.where(size > 0, took[np.minimum(bounds[:-1] + np.maximum(
+                np.ceil(q * size).astype(int) - 1, 0), len(took) - 1)], np.nan)
+            for q in (0.95, 0.99))
     return Counts((np.arange(n) + 1) * step, requests, errors, hits, p95, p99)
 
 
@@ -89,23 +89,27 @@ def base_gauges(rng: np.random.Generator, world: World) -> None:
                          "connection_pool_usage_ratio": pool})
 
 
-def rows(rng: np.random.Generator, world: World, counts: Counts, end: float) -> list[dict]:
-    """Every metric row up to `end` seconds."""
+def rows(rng: np.random.Generator, world: World, counts: Counts, end: float) -> pa.Table:
+    """Every metric row up to `end` seconds, as the core `metrics` table."""
     topo, clock = world.topo, world.clock
     cumulative = {name: bool(rng.random() < 0.6) for name in
                   ("http_requests_total", "http_errors_total", "db_queries_total")}
     cpu = cpu_ratio(rng, world)
-    out: list[dict] = []
+    columns: dict[str, list] = {"ts": [], "name": [], "service": [], "value": [], "labels": []}
     keep = counts.samples <= end
     samples = counts.samples[keep]
     ticks = np.minimum((samples // TICK).astype(int), clock.ticks - 1)
-    stamps = [clock.at(s) for s in samples]
+    stamps = np.array([clock.at(s) for s in samples], dtype="datetime64[us]")
 
     def emit(name: str, service: str, values: np.ndarray, labels: dict, mask=None) -> None:
-        for i, value in enumerate(values):
-            if (mask is None or mask[i]) and np.isfinite(value):
-                out.append({"ts": stamps[i], "name": name, "service": service,
-                            "value": round(float(value), 6), "labels": labels})
+        values = np.asarray(values, float)
+        chosen = np.isfinite(values) if mask is None else (np.isfinite(values) & mask)
+        k = int(chosen.sum())
+        columns["ts"].append(stamps[chosen])
+        columns["value"].append(np.round(values[chosen], 6))
+        columns["name"] += [name] * k
+        columns["service"] += [service] * k
+        columns["labels"] += [sorted(labels.items())] * k
 
     for s in topo.services.values():
         counters = {"app": ("http_requests_total", "http_errors_total"),
@@ -173,7 +177,11 @@ def rows(rng: np.random.Generator, world: World, counts: Counts, end: float) -> 
         emit("node_cpu_utilization", "node-exporter", np.clip(busy[ticks], 0, 1), {"node": node})
         mem = float(rng.uniform(0.35, 0.7)) + rng.normal(0, 0.01, len(samples))
         emit("node_memory_utilization", "node-exporter", mem, {"node": node})
-    return out
+    return pa.table({"ts": pa.array(np.concatenate(columns["ts"]), pa.timestamp("us")),
+                     "name": pa.array(columns["name"], pa.string()),
+                     "service": pa.array(columns["service"], pa.string()),
+                     "value": pa.array(np.concatenate(columns["value"]), pa.float64()),
+                     "labels": pa.array(columns["labels"], pa.map_(pa.string(), pa.string()))})
 
 
 def _cumulative(values: np.ndarray, samples: np.ndarray, start: float,

@@ -132,7 +132,7 @@ def _visit(rng: np.random.Generator, world: World, catalog: _Catalog, batch: Bat
     if caller:
         reason[present & (reason == OK) & world.down[pod, tick]] = REFUSED
     served = present & (reason == OK)
-    own = rng.lognormal(np.log(service.base_ms), 0.35, n) * world.slow[pod, tick] + \
+    own = call.cost * rng.lognormal(np.log(service.base_ms), 0.35, n) * world.slow[pod, tick] + \
         world.extra_ms[pod, tick]
     for k, source in enumerate(world.sources):
         if source.heavy and source.heavy[0] == call.service:

@@ -63,6 +63,7 @@ class Call:
     attempts: int = 1
     timeout_ms: float = 5000.0
     propagate: float = 0.9  # chance that this call's failure fails the caller
+    cost: float = 1.0  # work per call relative to the callee's usual request
 
 
 @dataclass
@@ -234,7 +235,9 @@ def _attach(rng: np.random.Generator, topo: Topology, calls: dict,
         store = [c for c in topo.services.values() if c.kind == "db"]
         db = store[int(rng.integers(len(store)))]
         mine.append(Call(callee.name, "GET", "cache_get", timeout_ms=200, propagate=0.0))
-        mine.append(Call(db.name, db.ops[0], "db", on_miss=callee.name, timeout_ms=timeout))
+        # what a cache fronts is the expensive query
+        mine.append(Call(db.name, db.ops[0], "db", on_miss=callee.name, timeout_ms=timeout,
+                         cost=float(rng.uniform(3, 8))))
         mine.append(Call(callee.name, "SET", "cache_set", on_miss=callee.name, timeout_ms=200,
                          propagate=0.0))
         return
@@ -267,4 +270,4 @@ def expand(topo: Topology, call: Call, depth: int = 0) -> Call:
     steps = topo.handlers.get((call.service, call.op), []) if depth < 6 else []
     return Call(call.service, call.op, call.kind,
                 [[expand(topo, c, depth + 1) for c in group] for group in steps],
-                call.on_miss, call.attempts, call.timeout_ms, call.propagate)
+                call.on_miss, call.attempts, call.timeout_ms, call.propagate, call.cost)

@@ -43,11 +43,16 @@ def assign_accounts(rng: np.random.Generator, world: World, batches: list[Batch]
             batch.account[mine] = ids[rng.integers(0, len(ids), int(mine.sum()))]
 
 
+Ids = dict[tuple[int, int, int], tuple[str, str, str]]  # (batch, visit, request) -> ids
+
+
 def spans(rng: np.random.Generator, world: World, batches: list[Batch], accounts: Accounts,
-          rate: float, end: float) -> list[dict]:
+          rate: float, end: float, ids: Ids) -> list[dict]:
+    """Spans of the sampled requests; `ids` gets (trace, client span, server span) of each
+    visit so that log lines of those requests can carry them."""
     out: list[dict] = []
     topo, clock = world.topo, world.clock
-    for batch in batches:
+    for b, batch in enumerate(batches):
         chosen = np.nonzero((rng.random(len(batch.ts)) < rate) & (batch.ts < end))[0]
         if not len(chosen):
             continue
@@ -62,6 +67,7 @@ def spans(rng: np.random.Generator, world: World, batches: list[Batch], accounts
                 ts = batch.ts[r]
                 reason = int(v.reason[r])
                 pod = topo.pods[v.pod[r]]
+                ids[(b, vi, int(r))] = (traces[j], client_ids[j], server_ids[vi][j])
                 parent = server_ids[v.parent][j] if v.parent >= 0 else None
                 account = accounts.ids[batch.account[r]]
                 if v.caller is not None:
@@ -121,17 +127,18 @@ def _etype(reason: int, v, r: int, world: World) -> str:
 
 
 def logs(rng: np.random.Generator, world: World, batches: list[Batch], accounts: Accounts,
-         end: float) -> list[dict]:
+         end: float, ids: Ids) -> list[dict]:
     topo, clock = world.topo, world.clock
     lines: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for batch in batches:
-        for v in batch.visits:
+    for b, batch in enumerate(batches):
+        for vi, v in enumerate(batch.visits):
             bad = np.nonzero(v.present & (v.reason != OK) & (batch.ts < end))[0]
             for r in bad:
                 reason = int(v.reason[r])
                 at = batch.ts[r]
                 pod = topo.pods[v.pod[r]]
-                base = {"trace_id": None, "span_id": None}
+                trace, client, server = ids.get((b, vi, int(r)), (None, None, None))
+                base = {"trace_id": trace, "span_id": server}
                 if reason == OWN:
                     f = _failure(world, int(v.failure[r]))
                     lines[(v.call.service, f.etype)].append({
@@ -143,6 +150,7 @@ def logs(rng: np.random.Generator, world: World, batches: list[Batch], accounts:
                 if v.caller is None or v.call.kind.startswith("cache"):
                     continue
                 caller = topo.pods[batch.visits[v.parent].pod[r]]
+                base = {"trace_id": trace, "span_id": client}
                 when = clock.at(at + v.client_end[r] / 1000)
                 attrs = {"k8s.pod.name": caller.name, "service.version": caller.version}
                 if reason == TLS:

@@ -31,7 +31,8 @@ class Clock:
         return int(min(self.ticks - 1, max(0, seconds // TICK)))
 
     def at(self, seconds: float) -> datetime:
-        return self.start + timedelta(seconds=float(seconds))
+        """A naive UTC timestamp, as the store keeps them."""
+        return (self.start + timedelta(seconds=float(seconds))).replace(tzinfo=None)
 
     def ramp(self, begin: float, length: float) -> np.ndarray:
         """0 before `begin`, rising linearly to 1 over `length` seconds, then 1."""
@@ -173,7 +174,7 @@ def _visit_load(world: World, call: Call, rate: np.ndarray, load: dict, fail: di
         rate = rate * (1 - world.hit_ratio[call.on_miss])
     tries = sum(fail[call.service] ** k for k in range(call.attempts))
     rate = rate * tries
-    load[call.service] += rate
+    load[call.service] += rate * call.cost
     for group in call.steps:
         for child in group:
             _visit_load(world, child, rate, load, fail)
@@ -194,7 +195,8 @@ def settle(rng: np.random.Generator, world: World, onset: float) -> None:
         live = world.live(s.name).sum(axis=0)
         rho = load[s.name] / (s.capacity * np.maximum(live, 1))
         queue = 1 / (1 - np.minimum(rho, 0.96))
-        factor = np.maximum(1.0, queue / 2.0)
+        # past capacity the queue only grows: waits stretch far beyond the M/M/1 curve
+        factor = np.maximum(1.0, queue / 2.0) * (1 + 30 * np.clip(rho - 1, 0, 2))
         for p in s.pods:
             world.slow[p.index] *= factor
 
