@@ -119,6 +119,7 @@ def _attempt(rng: np.random.Generator, seed: int, klass: str, last: bool) -> Cas
              "onset": clock.at(fault.onset).isoformat(),
              "alert_at": alert.starts_at.replace(tzinfo=None).isoformat(),
              "services": len(topo.services), "interval_s": interval, "trace_sampling": sample,
+             "counters": world.counters,
              **made, **{k: v for k, v in fault.about.items()}}
     return Case(name=name, alert=alert,
                 tables={t: rows if isinstance(rows, pa.Table) else _table(t, rows)

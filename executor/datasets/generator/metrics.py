@@ -94,6 +94,7 @@ def rows(rng: np.random.Generator, world: World, counts: Counts, end: float) -> 
     topo, clock = world.topo, world.clock
     cumulative = {name: bool(rng.random() < 0.6) for name in
                   ("http_requests_total", "http_errors_total", "db_queries_total")}
+    world.counters = {k: "cumulative" if v else "per_interval" for k, v in cumulative.items()}
     cpu = cpu_ratio(rng, world)
     columns: dict[str, list] = {"ts": [], "name": [], "service": [], "value": [], "labels": []}
     keep = counts.samples <= end

@@ -93,6 +93,7 @@ class World:
     load: dict[str, np.ndarray] = field(default_factory=dict)  # service -> requests/s per tick
     gauges: dict[str, np.ndarray] = field(default_factory=dict)  # name -> [pod, tick], NaN: none
     tight: dict[str, float] = field(default_factory=dict)  # service -> usual utilisation
+    counters: dict[str, str] = field(default_factory=dict)  # counter -> cumulative/per_interval
 
     def pod_array(self, fill: float = 0.0) -> np.ndarray:
         return np.full((len(self.topo.pods), self.clock.ticks), fill)
