@@ -21,6 +21,7 @@ class Counts:
     requests: np.ndarray  # [pod, sample]
     errors: np.ndarray
     hits: np.ndarray
+    lookups: np.ndarray  # cache GETs only: a SET is not a lookup
     p95: dict[str, np.ndarray]  # service -> [sample], NaN when no request
     p99: dict[str, np.ndarray]
 
@@ -29,7 +30,8 @@ def count(world: World, batches: list[Batch]) -> Counts:
     step = world.clock.interval
     n = int(world.clock.seconds // step)
     shape = (len(world.topo.pods), n)
-    requests, errors, hits = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    requests, errors = np.zeros(shape), np.zeros(shape)
+    hits, lookups = np.zeros(shape), np.zeros(shape)
     durations: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     for batch in batches:
         for v in batch.visits:
@@ -44,6 +46,7 @@ def count(world: World, batches: list[Batch]) -> Counts:
             np.add.at(errors, (pod[failed], slot[failed]), 1)
             if v.hit is not None:
                 np.add.at(hits, (pod, slot), v.hit[served].astype(float))
+                np.add.at(lookups, (pod, slot), 1)
             took = (v.server_end - v.server_start)[served]
             if v.call.kind in ("db", "cache_get", "cache_set"):
                 took = took + 0.0
@@ -60,7 +63,7 @@ def count(world: World, batches: list[Batch]) -> Counts:
             np.where(size > 0, took[np.minimum(bounds[:-1] + np.maximum(
                 np.ceil(q * size).astype(int) - 1, 0), len(took) - 1)], np.nan)
             for q in (0.95, 0.99))
-    return Counts((np.arange(n) + 1) * step, requests, errors, hits, p95, p99)
+    return Counts((np.arange(n) + 1) * step, requests, errors, hits, lookups, p95, p99)
 
 
 def base_gauges(rng: np.random.Generator, world: World) -> None:
@@ -159,7 +162,7 @@ def rows(rng: np.random.Generator, world: World, counts: Counts, end: float) -> 
                     continue
                 emit(gauge, s.name, values, lab, exists)
             if s.kind == "cache":
-                lookups = counts.requests[p.index][keep]
+                lookups = counts.lookups[p.index][keep]
                 ratio = np.where(lookups > 0, counts.hits[p.index][keep] / np.maximum(lookups, 1),
                                  world.hit_ratio[s.name][ticks])
                 emit("cache_hit_ratio", s.name, ratio, {"pod": p.name}, exists)
