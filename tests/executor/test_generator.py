@@ -22,7 +22,8 @@ from casebook.sdk.models import CATEGORIES
 from casebook.sdk.schema import CORE_TABLES
 
 # one seed per class a test below relies on: seed % 13 picks the class
-SEEDS = {"change_regression": 1001, "memory_leak": 1005, "noisy_neighbour": 1008}
+SEEDS = {"change_regression": 1001, "network_delay": 1004, "memory_leak": 1005,
+         "cert_expiry": 1007, "noisy_neighbour": 1008}
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +141,39 @@ def test_a_noisy_neighbour_shares_a_node_with_its_victim(cases):
     [(kind,)] = query(case, "metrics", "select any_value(labels['created_by_kind']) from t where "
                       f"name = 'kube_pod_info' and service = '{job}'")
     assert kind == "Job"
+
+
+def test_a_delayed_service_has_a_sequential_sibling_that_starts_late(cases):
+    case = cases["network_delay"]
+    service = read(case, "expected.json")["causes"][0]["entity"]["name"]
+    onset = read(case, "case.json")["onset"][:19]
+    delay = read(case, "case.json")["delay_ms"]
+    offsets = dict(query(case, "spans", f"""
+        select a.start_ts >= timestamp '{onset}', median(epoch_ms(b.start_ts) - epoch_ms(a.start_ts))
+        from t a join t b on b.parent_span_id = a.parent_span_id
+        where a.attributes['peer.service'] = '{service}' and b.attributes['span.kind'] = 'client'
+          and epoch_ms(b.start_ts) >= epoch_ms(a.start_ts) + a.duration_ms
+        group by 1"""))
+    # the next call waits for the delayed one: it starts later by at least the delay
+    assert offsets[True] - offsets[False] > 0.8 * delay
+
+
+def test_an_expired_certificate_fails_handshakes_without_server_spans(cases):
+    case = cases["cert_expiry"]
+    service = read(case, "expected.json")["causes"][0]["entity"]["name"]
+    onset = read(case, "case.json")["onset"][:19]
+    after = dict(query(case, "spans", f"""
+        select attributes['span.kind'], count(*) from t
+        where start_ts >= timestamp '{onset}' + interval 1 second
+          and (service = '{service}' and attributes['span.kind'] = 'server'
+               or attributes['peer.service'] = '{service}') group by 1"""))
+    assert "server" not in after and after["client"] > 0
+    [(left,)] = query(case, "metrics", "select arg_max(value, ts) from t where name = "
+                      f"'ssl_certificate_expiry_seconds' and service = '{service}'")
+    assert left <= 0
+    lines = query(case, "logs", "select count(*) from t where message like '%x509: certificate "
+                  "has expired or is not yet valid%'")
+    assert lines[0][0] > 0
 
 
 def test_spans_are_sampled_whole_traces_with_client_and_server_sides(cases):
