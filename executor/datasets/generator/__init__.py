@@ -21,8 +21,8 @@ from casebook.executor.datasets.casedir import Case, rows_table, write_case
 from casebook.executor.datasets.generator import demand, faults, metrics, noise, traces
 from casebook.executor.datasets.generator.alerting import Firing, first_firing
 from casebook.executor.datasets.generator.simulation import arrivals, simulate
-from casebook.executor.datasets.generator.topology import build
-from casebook.executor.datasets.generator.traffic import Clock, new_world, settle
+from casebook.executor.datasets.generator.topology import build, expand
+from casebook.executor.datasets.generator.traffic import Clock, expected_load, new_world, settle
 from casebook.executor.errors import UserError
 from casebook.sdk.models import Alert
 
@@ -80,12 +80,11 @@ def _attempt(rng: np.random.Generator, seed: int, klass: str, last: bool) -> Cas
     if klass in ("abuse", "capacity_surge"):
         fault = getattr(demand, klass)(rng, world, onset, accounts)
     else:
-        if klass == "retry_storm":
-            from casebook.executor.datasets.generator.traffic import expected_load
+        if klass == "retry_storm":  # it picks a dependency among the least loaded
             world.load = expected_load(world)
         fault = getattr(faults, klass)(rng, world, onset)
     made = noise.add_noise(rng, world, fault, fault.about.get("victim", fault.cause.name))
-    world.trees = {r.name: _expand(topo, r) for r in topo.routes}
+    world.trees = {r.name: expand(topo, r.root) for r in topo.routes}  # faults edit calls
     settle(rng, world, fault.onset)
     batches = arrivals(rng, world)
     simulate(rng, world, batches)
@@ -132,8 +131,3 @@ def _table(name: str, rows: list[dict]) -> pa.Table:
         return pa.table({key: [row[key] for row in rows] for key in rows[0]}) if rows else \
             pa.table({})
     return rows_table(name, rows)
-
-
-def _expand(topo, route):
-    from casebook.executor.datasets.generator.topology import expand
-    return expand(topo, route.root)

@@ -11,7 +11,7 @@ import numpy as np
 from casebook.executor.datasets.casedir import Cause
 from casebook.executor.datasets.generator import changes
 from casebook.executor.datasets.generator.topology import NOUNS, Pod, Service, token
-from casebook.executor.datasets.generator.traffic import TICK, Failure, World
+from casebook.executor.datasets.generator.traffic import TICK, Failure, World, expected_load
 
 EXCEPTIONS = (
     ("NullPointerException", "java.lang.NullPointerException: Cannot invoke \"{obj}.getId()\" "
@@ -196,7 +196,6 @@ def disk_full(rng: np.random.Generator, world: World, onset: float) -> Fault:
         s, full * float(rng.uniform(0.4, 0.95)), "ENOSPC",
         f"write {mount}/data/segment-{int(rng.integers(1000, 99999))}.log: no space left on device",
         pods={p.name for p in svc.pods}, ops=set(ops)))
-    world.failures[-1].p = np.array(world.failures[-1].p)
     return Fault("disk_full", Cause("service", s, "resource"), onset, _faces(world, s),
                  about={"mountpoint": mount})
 
@@ -289,8 +288,6 @@ def cache_restart(rng: np.random.Generator, world: World, onset: float) -> Fault
 
 def _miss_share(world: World, cache: str) -> float:
     """How much of its database's work a cache saves: the share an empty cache would add."""
-    from casebook.executor.datasets.generator.traffic import expected_load
-
     usual = expected_load(world)
     saved = dict(world.hit_ratio)
     world.hit_ratio[cache] = np.zeros(world.clock.ticks)

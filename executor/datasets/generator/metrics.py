@@ -48,8 +48,6 @@ def count(world: World, batches: list[Batch]) -> Counts:
                 np.add.at(hits, (pod, slot), v.hit[served].astype(float))
                 np.add.at(lookups, (pod, slot), 1)
             took = (v.server_end - v.server_start)[served]
-            if v.call.kind in ("db", "cache_get", "cache_set"):
-                took = took + 0.0
             durations.setdefault(v.call.service, []).append((slot, took))
     p95, p99 = {}, {}
     for service, parts in durations.items():
