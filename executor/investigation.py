@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from casebook.executor.observability import trace_investigation
 from casebook.executor.planner import Limits, Plan
+from casebook.executor.attribution import attribute_changes
 from casebook.executor.ranking import rank_causes
 from casebook.executor.record import FindingRecord, InvestigationRecord, InvocationRecord
 from casebook.executor.runtime import RunContext, Runtime
@@ -158,6 +159,7 @@ def _fill(record: InvestigationRecord, plan: Plan) -> None:
             mitigations=list(finding.mitigations), onset=finding.onset,
             facts=finding.facts(), led_from=led_from, explains=list(dict.fromkeys(explains)),
         ))
+    attribute_changes(record.findings)
     record.causes = rank_causes(record.findings)
 
 

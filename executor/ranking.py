@@ -4,10 +4,15 @@ A cause is an (entity, category) pair with the findings that support it. Its sco
 findings' severity and confidence (noisy-or, so corroboration helps). Findings that another
 finding explains (a request surge explained by the cache collapse that preceded it) and findings
 marked as symptoms keep their place in the chain of evidence but rank below what explains them.
+What a finding explains also counts for its cause, whatever the category or entity of the
+explained finding: a deploy that explains a new exception on its service (code) and the latency
+of its callers (symptom) is one cause with all three findings as evidence. A change that
+explains something is always listed, however small its share of the top cause.
 """
 
 from __future__ import annotations
 
+from casebook.executor.attribution import is_change
 from casebook.executor.record import CauseRecord, FindingRecord
 from casebook.sdk.models import Entity
 
@@ -15,6 +20,7 @@ SEVERITY_WEIGHT = {"info": 0.35, "warning": 0.7, "critical": 1.0}
 EXPLAINED_FACTOR = 0.25
 SYMPTOM_FACTOR = 0.4
 MIN_SHARE_OF_TOP = 0.25
+ABSORBED_FACTOR = 0.8  # what an explained finding adds to the cause that explains it
 MAX_CAUSES = 5
 
 
@@ -30,12 +36,19 @@ def finding_weight(finding: FindingRecord, explained: set[str]) -> float:
 def rank_causes(findings: list[FindingRecord], limit: int = MAX_CAUSES) -> list[CauseRecord]:
     """The probable causes, best first; contributing causes close to the top stand together."""
     explained = {fid for f in findings for fid in f.explains}
+    by_id = {f.id: f for f in findings}
     groups: dict[tuple[str, str, str], list[tuple[float, FindingRecord]]] = {}
     for finding in findings:
-        entity = finding.entities[0] if finding.entities else Entity(kind="finding",
-                                                                      name=finding.analyzer)
-        key = (entity.kind, entity.name, finding.category)
-        groups.setdefault(key, []).append((finding_weight(finding, explained), finding))
+        groups.setdefault(_key(finding), []).append((finding_weight(finding, explained), finding))
+    for finding in findings:
+        strengths = finding.facts.get("explained_strength") or {}
+        members = groups[_key(finding)]
+        for fid in finding.explains:
+            other = by_id.get(fid)
+            if other is None or any(m[1].id == fid for m in members):
+                continue
+            share = float(strengths.get(fid, ABSORBED_FACTOR))
+            members.append((finding_weight(other, set()) * share, other))
 
     scored: list[tuple[float, str, tuple[str, str, str], list[FindingRecord]]] = []
     for key, members in groups.items():
@@ -43,7 +56,7 @@ def rank_causes(findings: list[FindingRecord], limit: int = MAX_CAUSES) -> list[
         for weight, _ in members:
             miss *= 1.0 - min(weight, 0.99)
         score = 1.0 - miss
-        members.sort(key=lambda m: -m[0])
+        members.sort(key=lambda m: (_key(m[1]) != key, -m[0]))
         onset = min((m[1].onset.isoformat() for m in members if m[1].onset), default="~")
         scored.append((score, onset, key, [m[1] for m in members]))
 
@@ -54,10 +67,18 @@ def rank_causes(findings: list[FindingRecord], limit: int = MAX_CAUSES) -> list[
     top = scored[0][0]
     causes = []
     for score, _, (kind, name, category), members in scored:
-        if len(causes) >= limit or (causes and score < top * MIN_SHARE_OF_TOP):
-            break
+        attributed = any(is_change(m) and m.explains for m in members)
+        cut = len(causes) >= limit or (causes and score < top * MIN_SHARE_OF_TOP)
+        if cut and not attributed:
+            continue
         causes.append(CauseRecord(
             rank=len(causes) + 1, entity=Entity(kind=kind, name=name), category=category,
             score=round(score, 4), finding_ids=[m.id for m in members], title=members[0].title,
         ))
     return causes
+
+
+def _key(finding: FindingRecord) -> tuple[str, str, str]:
+    entity = finding.entities[0] if finding.entities else Entity(kind="finding",
+                                                                  name=finding.analyzer)
+    return (entity.kind, entity.name, finding.category)

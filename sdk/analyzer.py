@@ -23,6 +23,8 @@ DEFAULT_TIMEOUT_S = 30.0
 INJECTED = {Alert: "alert", TimeWindow: "window", Telemetry: "telemetry"}
 PLAIN_TYPES = (str, int, float, bool)
 NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_]*$")
+READ_PATTERN = re.compile(r"^([a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_.]*)?|"
+                          r"(metrics|labels|attributes):[A-Za-z0-9_.*]+)$")
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,7 @@ class AnalyzerSpec:
     category: str
     tags: tuple[str, ...]
     location: str
+    reads: tuple[str, ...] = ()
 
     @property
     def qualified_name(self) -> str:
@@ -176,15 +179,20 @@ def analyzer(
     timeout_s: float | None = None,
     category: str = "other",
     tags: Iterable[str] = (),
+    reads: Iterable[str] = (),
 ) -> Any:
     """Declare an analyzer. The function is returned unchanged, with its spec attached.
 
     >>> @analyzer(match={"alertname": "HighErrorRate"})
     ... def error_spike(telemetry: Telemetry, service: str) -> ErrorSpike | None: ...
+
+    `reads` names the telemetry the analyzer needs, as `table`, `table.column`,
+    `metrics:<name pattern>`, `labels:<key>` or `attributes:<key>`; docs/telemetry.md lists them.
     """
 
     def decorate(fn: F) -> F:
-        spec, problems = _build_spec(fn, name, match, when, fan_out, timeout_s, category, tags)
+        spec, problems = _build_spec(fn, name, match, when, fan_out, timeout_s, category, tags,
+                                     reads)
         if problems:
             collector = _collector.get()
             if collector is None:
@@ -235,6 +243,7 @@ def _build_spec(
     timeout_s: float | None,
     category: str,
     tags: Iterable[str],
+    reads: Iterable[str] = (),
 ) -> tuple[AnalyzerSpec | None, list[Problem]]:
     problems: list[Problem] = []
     qualified = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
@@ -351,6 +360,12 @@ def _build_spec(
         problem(f"timeout_s={timeout_s!r} is not a positive number of seconds",
                 "use e.g. timeout_s=10")
 
+    declared = [reads] if isinstance(reads, str) else list(reads)
+    for item in declared:
+        if not isinstance(item, str) or not READ_PATTERN.match(item):
+            problem(f"reads entry {item!r} is not a table or a `kind:name` declaration",
+                    "use e.g. reads=['events', 'logs.message', 'metrics:http_requests_total', "
+                    "'labels:pod', 'attributes:account']")
     if problems:
         return None, problems
     doc = inspect.getdoc(fn) or ""
@@ -370,6 +385,7 @@ def _build_spec(
         category=category,
         tags=tuple(tags),
         location=_location(fn),
+        reads=tuple(declared),
     )
     return spec, problems
 

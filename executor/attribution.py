@@ -1,0 +1,133 @@
+"""Change attribution: which change, if any, explains the anomalies the analyzers found.
+
+Every change finding (a deploy, config push, flag flip or scaling step, from `change_event`) is
+scored against the onset of every anomaly found on the changed service and on its callers:
+
+- time: the anomaly must begin after the change (a minute of slack for coarse onsets); the
+  closer it follows, the stronger the tie;
+- path: an anomaly on the changed service counts fully, one on a caller less with every hop;
+- version split: errors or latency concentrated on the new version's pods tie the change to
+  the service even when its own onset is unclear.
+
+A change explains nothing unless something went wrong on the changed service itself (its own
+anomaly, or the version split): a change on a quiet service is not why its callers broke.
+Each anomaly goes to the change that explains it best. The change then becomes a cause in its
+own category with those anomalies as its evidence (they rank below it); a change that came
+after the onsets it could explain is ruled out, and the finding says so.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from casebook.executor.record import FindingRecord
+
+SLACK = timedelta(minutes=1)
+HALF_STRENGTH_MINUTES = 10.0  # an anomaly this long after the change is tied at half strength
+HOP_FACTOR = 0.8
+MIN_STRENGTH = 0.3
+KIND_PRIOR = {"deploy": 1.0, "release": 1.0, "rollout": 1.0, "canary": 1.0, "flag": 0.95,
+              "feature_flag": 0.95, "config": 0.9, "scale": 0.8}
+# Anomalies a change does not produce: an expired certificate, a full disk, abusive clients,
+# the network between services, a cache that lost its contents, a traffic surge. Their own
+# analyzers name the mechanism.
+NOT_FROM_CHANGES = {"security", "abuse", "network", "cache", "capacity", "data"}
+CHANGE_CATEGORIES = {"deploy", "config", "flag", "capacity"}
+
+
+def is_change(finding: FindingRecord) -> bool:
+    """Whether the finding describes one change event (it carries the change's facts)."""
+    return {"at", "kind", "callers", "attributable"} <= set(finding.facts)
+
+
+def attribute_changes(findings: list[FindingRecord]) -> None:
+    """Tie changes to the anomalies they explain; updates the change findings in place."""
+    changes = [f for f in findings if is_change(f)]
+    if not changes:
+        return
+    anomalies = [f for f in findings if not is_change(f) and f.onset is not None
+                 and f.category not in NOT_FROM_CHANGES and _service(f)]
+    claims: dict[str, tuple[float, FindingRecord]] = {}
+    local: dict[str, float] = {}
+    ruled_out: dict[str, str] = {}
+    for change in changes:
+        if not change.facts.get("attributable"):
+            continue
+        best_local, reason = _local_strength(change, anomalies)
+        local[change.id] = best_local
+        if reason:
+            ruled_out[change.id] = reason
+        if best_local < MIN_STRENGTH:
+            continue
+        for anomaly in anomalies:
+            strength = _strength(change, anomaly)
+            if strength >= MIN_STRENGTH and strength > claims.get(anomaly.id, (0.0, None))[0]:
+                claims[anomaly.id] = (strength, change)
+
+    by_change: dict[str, dict[str, float]] = {}
+    for anomaly_id, (strength, change) in claims.items():
+        by_change.setdefault(change.id, {})[anomaly_id] = round(strength, 3)
+    titles = {f.id: f.title for f in findings}
+    for change in changes:
+        explained = by_change.get(change.id, {})
+        if explained:
+            strength = max(max(explained.values()), local.get(change.id, 0.0))
+            change.explains = list(dict.fromkeys([*change.explains, *explained]))
+            change.facts["explained_strength"] = explained
+            change.confidence = round(min(0.95, 0.3 + 0.65 * strength), 4)
+            change.severity = "critical" if strength >= 0.6 else "warning"
+            first = min(explained, key=lambda i: explained[i])
+            change.summary += (f" It precedes and explains {len(explained)} anomal"
+                               f"{'y' if len(explained) == 1 else 'ies'}, among them "
+                               f"\"{titles[first]}\".")
+        elif change.id in ruled_out:
+            change.facts["ruled_out"] = ruled_out[change.id]
+            change.confidence = 0.05
+            change.summary += f" Ruled out: {ruled_out[change.id]}."
+        else:
+            change.confidence = min(change.confidence, 0.1)
+
+
+def _service(finding: FindingRecord) -> str | None:
+    return next((e.name for e in finding.entities if e.kind == "service"), None)
+
+
+def _strength(change: FindingRecord, anomaly: FindingRecord) -> float:
+    """How well the change explains the anomaly, 0 to 1 (0 when it cannot)."""
+    service = change.facts["service"]
+    where = _service(anomaly)
+    if where == service:
+        path = 1.0
+    elif where in change.facts.get("callers", {}):
+        path = HOP_FACTOR ** change.facts["callers"][where]
+    else:
+        return 0.0
+    assert anomaly.onset is not None and change.onset is not None
+    gap = anomaly.onset - change.onset
+    if gap < -SLACK:
+        return 0.0
+    minutes = max(gap.total_seconds() / 60, 0.0)
+    timing = 1.0 / (1.0 + minutes / HALF_STRENGTH_MINUTES)
+    prior = KIND_PRIOR.get(str(change.facts.get("kind", "")).lower(), 0.8)
+    return timing * path * prior
+
+
+def _local_strength(change: FindingRecord, anomalies: list[FindingRecord]) -> tuple[float, str]:
+    """The best tie to an anomaly on the changed service itself, and a reason when ruled out."""
+    service = change.facts["service"]
+    mine = [a for a in anomalies if _service(a) == service]
+    best = max((_strength(change, a) for a in mine), default=0.0)
+    best = max(best, float(change.facts.get("split_strength") or 0.0))
+    if best >= MIN_STRENGTH:
+        return best, ""
+    callers = change.facts.get("callers", {})
+    related = mine + [a for a in anomalies if _service(a) in callers]
+    assert change.onset is not None
+    earlier = [a for a in related if a.onset is not None and a.onset < change.onset - SLACK]
+    if earlier:
+        first = min(earlier, key=lambda a: a.onset)  # type: ignore[arg-type,return-value]
+        assert first.onset is not None
+        minutes = (change.onset - first.onset).total_seconds() / 60
+        return best, (f"it came {minutes:.0f} min after the onset of \"{first.title}\" "
+                      f"({first.onset:%H:%M} UTC)")
+    return best, ""
