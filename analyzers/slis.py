@@ -19,7 +19,13 @@ from statistics import median
 from pydantic import BaseModel
 
 from casebook.analyzers.dependencies import Signal, Suspect, call_graph, localize
-from casebook.analyzers.periods import METRIC_LEAD, naive, onset_of, with_history
+from casebook.analyzers.periods import (
+    METRIC_LEAD,
+    naive,
+    onset_of,
+    series_onset,
+    with_history,
+)
 from casebook.sdk import (
     Alert,
     Entity,
@@ -34,9 +40,7 @@ SERIES_SQL = """
 with samples as (
     select service, ts, avg(value) as value from metrics where name = ? group by all
 )
-select service,
-       list(value order by ts) filter (where ts < ?) as before,
-       list(value order by ts) filter (where ts >= ?) as after
+select service, list(ts order by ts) as times, list(value order by ts) as vals
 from samples group by service order by service"""
 COVERAGE_SQL = """
 select name, count(distinct service) as services from metrics
@@ -45,6 +49,7 @@ where regexp_matches(name, ?, 'i') group by name"""
 MIN_HISTORY = 12  # samples: below this the history is too short for tail probabilities
 RARE_TAIL = 0.02  # as bad as at most this share of the history...
 MIN_Z = 2.0  # ...and this many robust standard deviations beyond its median
+SHORT_TAIL_Z = 3.0  # with under 50 samples, worse than all of them and this many deviations
 SHORT_HISTORY_RISE = 0.5  # with a short history: at least +50% of the usual value
 MAX_SUSPECTS = 8
 # Statistics in order of preference when several series of one indicator exist.
@@ -137,10 +142,15 @@ def _survey(alert: Alert, telemetry: Telemetry, indicator: Indicator) -> SliSurv
         return None
     onset = naive(onset_of(alert))
     after = onset - METRIC_LEAD
-    result = history.sql(SERIES_SQL, [metric, after, after])
+    result = history.sql(SERIES_SQL, [metric])
     changes = {}
-    for service, before, later in result:
-        change = _change(service, metric, before or [], later or [], indicator)
+    for service, times, values in result:
+        # The history ends where this series turned bad, which may be before the alert.
+        began = series_onset(times, values, onset, indicator.higher_is_worse) or after
+        split = min(began, after)
+        before = [v for t, v in zip(times, values, strict=True) if t < split]
+        later = [v for t, v in zip(times, values, strict=True) if t >= split]
+        change = _change(service, metric, before, later, indicator)
         if change is not None:
             changes[service] = change
     if not changes:
@@ -217,7 +227,11 @@ def _change(
         scale = max(spread, tail, 0.05 * abs(usual), floor)
         rarity = (sum(1 for v in past if v >= level) + 1) / (len(past) + 1)
         z = delta / scale
-        if rarity > RARE_TAIL or z < MIN_Z:
+        # Worse than every sample of a short history is as rare as that history can tell;
+        # it must then stand further out.
+        floor_rarity = 1 / (len(past) + 1)
+        short_tail = floor_rarity > RARE_TAIL
+        if rarity > max(RARE_TAIL, floor_rarity) or z < (SHORT_TAIL_Z if short_tail else MIN_Z):
             return None
     else:
         rarity = None

@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from casebook.executor.attribution import attribute_changes
 from casebook.executor.observability import trace_investigation
 from casebook.executor.planner import Limits, Plan
-from casebook.executor.attribution import attribute_changes
 from casebook.executor.ranking import rank_causes
 from casebook.executor.record import FindingRecord, InvestigationRecord, InvocationRecord
 from casebook.executor.runtime import RunContext, Runtime
