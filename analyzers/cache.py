@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from casebook.analyzers.capacity import ComputeSaturation, TrafficSurge
-from casebook.analyzers.shapes import find_shift, metric_series
+from casebook.analyzers.shapes import counter_rates, find_shift, metric_series
 from casebook.sdk import (
     Alert,
     Entity,
@@ -53,11 +53,9 @@ def cache_collapse(alert: Alert, telemetry: Telemetry, cache: str,
     evidence.series = {f"{cache} hit ratio": [(t, float(v)) for t, v in window.rows]}
     service = alert.service
     if service:
-        requests = telemetry.sql(
-            "select time_bucket(interval '1 minute', ts) as minute, sum(value) as value "
-            "from metrics where name = 'http_requests_total' and service = ? "
-            "group by minute order by minute", [service])
-        evidence.series[f"{service} requests per minute"] = [(t, float(v)) for t, v in requests]
+        requests = counter_rates(telemetry, "http_requests_total", [service])
+        evidence.series[f"{service} requests per minute"] = [(t, float(v))
+                                                             for _, t, v in requests]
     after = ", which preceded " + " and ".join(e.replace("_", " ") for e in explained) \
         if explained else ""
     return CacheCollapse(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from casebook.analyzers.shapes import find_shift, metric_series
+from casebook.analyzers.shapes import find_shift, metric_series, rate_series
 from casebook.sdk import Entity, Finding, Mitigation, Severity, Telemetry, analyzer
 
 SATURATION_METRICS = ("gpu_utilization_ratio", "cpu_usage_ratio")
@@ -65,7 +65,7 @@ where r.service = ? and r.ts >= ?"""
 def traffic_surge(telemetry: Telemetry, service: str,
                   compute_saturation: ComputeSaturation | None) -> TrafficSurge | None:
     """Request volume of the service rose well above its baseline; says who sent the extra."""
-    window, baseline = metric_series(telemetry, "http_requests_total", service, agg="sum")
+    window, baseline = rate_series(telemetry, "http_requests_total", service)
     shift = find_shift(window, baseline, up=True, min_ratio=1.5)
     if shift is None:
         return None
