@@ -16,6 +16,10 @@ from casebook.sdk import (
 from casebook.sdk.models import utc
 
 
+DOWNSTREAM = ["code_path_change", "latency_origin", "failure_origin", "error_log_spike",
+              "error_origin"]
+
+
 def caches(telemetry: Telemetry) -> list[str]:
     """Every service that reports a cache hit ratio in the window."""
     rows = telemetry.sql("select distinct service from metrics where name = 'cache_hit_ratio' "
@@ -49,6 +53,9 @@ def cache_collapse(alert: Alert, telemetry: Telemetry, cache: str,
     explained = [name for name, finding in (("traffic_surge", traffic_surge),
                                             ("compute_saturation", compute_saturation))
                  if finding is not None and finding.onset is not None and finding.onset >= onset]
+    # What an empty cache sends downstream: callers that start querying the database (a new
+    # code path) and a database that slows down or fails under the load.
+    consequences = [*explained, *DOWNSTREAM]
     evidence = window.evidence(limit=5, note="cache hit ratio per minute")
     evidence.series = {f"{cache} hit ratio": [(t, float(v)) for t, v in window.rows]}
     service = alert.service
@@ -64,7 +71,7 @@ def cache_collapse(alert: Alert, telemetry: Telemetry, cache: str,
                 f"{onset:%H:%M} UTC{after}.",
         severity=Severity.CRITICAL, confidence=0.9 if explained else 0.7, category="cache",
         entities=[Entity.service(cache)], evidence=[evidence], onset=onset,
-        explains=explained,
+        explains=consequences,
         mitigations=[Mitigation(action=f"Restore {cache} (warm it, roll back what emptied it) "
                                        "before adding capacity",
                                 detail="added capacity would only absorb recomputation",
