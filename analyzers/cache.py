@@ -15,7 +15,6 @@ from casebook.sdk import (
 )
 from casebook.sdk.models import utc
 
-
 DOWNSTREAM = ["code_path_change", "latency_origin", "failure_origin", "error_log_spike",
               "error_origin"]
 
