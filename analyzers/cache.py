@@ -33,7 +33,8 @@ class CacheCollapse(Finding):
     explained: list[str]
 
 
-@analyzer(fan_out={"cache": caches}, timeout_s=20, category="cache")
+@analyzer(fan_out={"cache": caches}, timeout_s=20, category="cache",
+          reads=["metrics:cache_hit_ratio", "metrics:http_requests_total"])
 def cache_collapse(alert: Alert, telemetry: Telemetry, cache: str,
                    traffic_surge: TrafficSurge | None,
                    compute_saturation: ComputeSaturation | None) -> CacheCollapse | None:

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from casebook.analyzers.clients import requests_cte
 from casebook.analyzers.shapes import find_shift, metric_series, rate_series
-from casebook.sdk import Entity, Finding, Mitigation, Severity, Telemetry, analyzer
+from casebook.sdk import (
+    Entity,
+    Finding,
+    Mitigation,
+    QueryResult,
+    Severity,
+    Telemetry,
+    analyzer,
+)
 
 SATURATION_METRICS = ("gpu_utilization_ratio", "cpu_usage_ratio")
 
@@ -17,7 +26,8 @@ class ComputeSaturation(Finding):
     level: float
 
 
-@analyzer(timeout_s=20, category="resource")
+@analyzer(timeout_s=20, category="resource",
+          reads=["metrics:gpu_utilization_ratio", "metrics:cpu_usage_ratio"])
 def compute_saturation(telemetry: Telemetry, service: str) -> ComputeSaturation | None:
     """The service's GPUs or CPUs went from comfortable to nearly full and stayed there."""
     for metric in SATURATION_METRICS:
@@ -46,22 +56,26 @@ class TrafficSurge(Finding):
     ratio: float
     new_client_share: float
     new_clients: int
+    new_accounts: list[str] = []
 
 
 NEW_CLIENTS_SQL = """
-with seen_before as (
-    select distinct account_id from requests
+, seen_before as (
+    select distinct account_id from client_requests
     where service = ? and ts < ? - interval '15 minutes'
 )
 select count(distinct r.account_id) filter (where b.account_id is null) as new_clients,
        count(*) filter (where b.account_id is null) as new_requests,
-       count(*) as requests
-from requests r left join seen_before b using (account_id)
+       count(*) as requests,
+       list(distinct r.account_id) filter (where b.account_id is null) as new_accounts
+from client_requests r left join seen_before b using (account_id)
 where r.service = ? and r.ts >= ?"""
+MAX_NEW_ACCOUNTS = 1000
 # Clients first seen shortly before the detected onset still count as new: ramps start small.
 
 
-@analyzer(timeout_s=20, category="capacity")
+@analyzer(timeout_s=20, category="capacity",
+          reads=["metrics:http_requests_total", "requests.account_id", "attributes:account"])
 def traffic_surge(telemetry: Telemetry, service: str,
                   compute_saturation: ComputeSaturation | None) -> TrafficSurge | None:
     """Request volume of the service rose well above its baseline; says who sent the extra."""
@@ -71,13 +85,17 @@ def traffic_surge(telemetry: Telemetry, service: str,
         return None
     evidence = window.evidence(limit=5, note="requests per minute")
     evidence.series = {"requests per minute": [(t, float(v)) for t, v in window.rows]}
-    share, newcomers, found = 0.0, 0, [evidence]
-    if telemetry.has_table("requests"):
+    share, newcomers, found, new_accounts = 0.0, 0, [evidence], []
+    source = requests_cte(telemetry)
+    if source is not None:
         onset = shift.onset.replace(tzinfo=None) if isinstance(shift.onset, datetime) else shift.onset
-        clients = telemetry.sql(NEW_CLIENTS_SQL, [service, onset, service, onset])
-        newcomers, new_requests, total = clients.rows[0]
+        clients = telemetry.sql(source + NEW_CLIENTS_SQL, [service, onset, service, onset])
+        newcomers, new_requests, total, accounts = clients.rows[0]
+        new_accounts = sorted(accounts or [])[:MAX_NEW_ACCOUNTS]
         share = new_requests / total if total else 0.0
-        found.append(clients.evidence(note="requests after the onset from clients never seen "
+        shown = QueryResult(clients.query, clients.params, clients.columns[:3],
+                            [clients.rows[0][:3]])
+        found.append(shown.evidence(note="requests after the onset from clients never seen "
                                            "before it"))
     added = shift.level - shift.baseline
     from_new = f"; {share:.0%} of requests since come from {newcomers} new clients" \
@@ -95,6 +113,7 @@ def traffic_surge(telemetry: Telemetry, service: str,
         service=service, baseline_per_min=round(shift.baseline, 2),
         level_per_min=round(shift.level, 2), ratio=round(shift.ratio, 3),
         new_client_share=round(share, 4), new_clients=int(newcomers),
+        new_accounts=new_accounts,
     )
 
 

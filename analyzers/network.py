@@ -103,7 +103,8 @@ class NetworkSurvey(Finding):
     placed: list[NetworkSuspect]
 
 
-@analyzer(timeout_s=60, category="symptom", tags=("survey",))
+@analyzer(timeout_s=60, category="symptom", tags=("survey",),
+          reads=["spans.start_ts", "spans.duration_ms", "spans.parent_span_id"])
 def network_survey(alert: Alert, telemetry: Telemetry) -> NetworkSurvey | None:
     """Services most of whose calls (in and out) spend much longer between client and server."""
     if not telemetry.has_table("spans"):

@@ -79,13 +79,15 @@ class ResourceShortage(Finding):
     ratio: float
 
 
-@analyzer(fan_out={"service": cpu_services}, timeout_s=20, category="resource")
+@analyzer(fan_out={"service": cpu_services}, timeout_s=20, category="resource",
+          reads=["metrics:*cpu*_ratio", "labels:pod", "labels:instance"])
 def cpu_contention(alert: Alert, telemetry: Telemetry, service: str) -> ResourceShortage | None:
     """A pod of the service used far more CPU than usual after the onset, up to its limit."""
     return _shortage(alert, telemetry, service, "cpu")
 
 
-@analyzer(fan_out={"service": memory_services}, timeout_s=20, category="resource")
+@analyzer(fan_out={"service": memory_services}, timeout_s=20, category="resource",
+          reads=["metrics:*memory*_ratio", "labels:pod", "labels:instance"])
 def memory_pressure(alert: Alert, telemetry: Telemetry, service: str) -> ResourceShortage | None:
     """A pod of the service filled its memory after the onset (a leak or a hog)."""
     return _shortage(alert, telemetry, service, "memory")

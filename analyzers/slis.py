@@ -91,13 +91,17 @@ class SliSurvey(Finding):
     short_history: bool
 
 
-@analyzer(timeout_s=60, category="symptom", tags=("survey",))
+@analyzer(timeout_s=60, category="symptom", tags=("survey",),
+          reads=["metrics:*latency*", "metrics:*duration*", "metrics:*response_time*",
+                 "calls.caller", "calls.callee", "spans"])
 def latency_survey(alert: Alert, telemetry: Telemetry) -> SliSurvey | None:
     """Services whose latency rose far beyond their history, placed on the call graph."""
     return _survey(alert, telemetry, LATENCY)
 
 
-@analyzer(timeout_s=60, category="symptom", tags=("survey",))
+@analyzer(timeout_s=60, category="symptom", tags=("survey",),
+          reads=["metrics:*availability*", "metrics:*success_rate*", "calls.caller",
+                 "calls.callee", "spans"])
 def availability_survey(alert: Alert, telemetry: Telemetry) -> SliSurvey | None:
     """Services whose availability fell far below their history, placed on the call graph."""
     return _survey(alert, telemetry, AVAILABILITY)

@@ -24,7 +24,7 @@ INJECTED = {Alert: "alert", TimeWindow: "window", Telemetry: "telemetry"}
 PLAIN_TYPES = (str, int, float, bool)
 NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_]*$")
 READ_PATTERN = re.compile(r"^([a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_.]*)?|"
-                          r"(metrics|labels|attributes):[A-Za-z0-9_.*]+)$")
+                          r"(metrics|labels|attributes|annotation):[A-Za-z0-9_.*]+)$")
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,8 @@ def analyzer(
     ... def error_spike(telemetry: Telemetry, service: str) -> ErrorSpike | None: ...
 
     `reads` names the telemetry the analyzer needs, as `table`, `table.column`,
-    `metrics:<name pattern>`, `labels:<key>` or `attributes:<key>`; docs/telemetry.md lists them.
+    `metrics:<name pattern>`, `labels:<key>`, `attributes:<key>` or `annotation:<key>` (a table
+    the alert names); docs/telemetry.md lists them.
     """
 
     def decorate(fn: F) -> F:
