@@ -118,6 +118,6 @@ def _climb(row: tuple[Any, ...]) -> dict[str, Any] | None:
     later = values[peak_index + 1:]
     dropped = bool(later) and min(later) <= start + 0.5 * rise
     return {"pod": pod, "name": name, "began": times[max(began_index - 1, start_index)],
-            "start": start, "peak": peak, "peak_at": times[peak_index], "full": full,
+            "start": start, "peak": top, "peak_at": times[peak_index], "full": full,
             "dropped": dropped, "points": [(t, float(v)) for t, v in zip(times, values,
                                                                          strict=True)]}

@@ -37,7 +37,8 @@ with calls as (
 )
 select callee, avg(attempts) filter (where not after) as usual_attempts,
        avg(attempts) filter (where after) as attempts_after,
-       avg(failed) filter (where after) as error_ratio_after,
+       sum(attempts * failed) filter (where after)
+           / sum(attempts) filter (where after) as error_ratio_after,
        count(*) filter (where not after) as parents_before,
        count(*) filter (where after) as parents_after
 from per_parent group by callee order by callee"""
