@@ -28,6 +28,7 @@ class CaseResult:
     investigation_id: str = ""
     error: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    klass: str | None = None  # the fault class a generated case declares
 
 
 def is_case(path: Path) -> bool:
@@ -117,7 +118,8 @@ def run_backtest(
     outcomes: list[CaseResult] = []
     with tempfile.TemporaryDirectory(prefix="casebook-backtest-", dir=work_dir) as scratch:
         for index, case in enumerate(cases):
-            expected = json.loads((case / "expected.json").read_text()).get("causes", [])
+            declared = json.loads((case / "expected.json").read_text())
+            expected = declared.get("causes", [])
             meta_path = case / "case.json"
             meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
             try:
@@ -137,6 +139,7 @@ def run_backtest(
                                      categories=sorted({e.get("category") or "unspecified"
                                                         for e in expected}),
                                      error=str(exc), meta=meta)
+            outcome.klass = declared.get("class")
             outcomes.append(outcome)
             if on_case is not None:
                 on_case(outcome)
@@ -153,7 +156,10 @@ def summarize(results: list[CaseResult]) -> dict[str, Any]:
 
     per_category: dict[str, list[CaseResult]] = {}
     per_dataset: dict[str, list[CaseResult]] = {}
+    per_class: dict[str, list[CaseResult]] = {}
     for result in results:
+        if result.klass:
+            per_class.setdefault(result.klass, []).append(result)
         for category in result.categories:
             per_category.setdefault(category, []).append(result)
         per_dataset.setdefault(result.dataset, []).append(result)
@@ -166,6 +172,8 @@ def summarize(results: list[CaseResult]) -> dict[str, Any]:
         "per_dataset": {k: accuracy(v) for k, v in sorted(per_dataset.items())},
         "errors": sum(1 for r in results if r.error),
     }
+    if per_class:  # generated cases declare their fault class
+        summary["per_class"] = {k: accuracy(v) for k, v in sorted(per_class.items())}
     sliced = [r.slices for r in results if r.slices is not None]
     if sliced:
         tp, fp, fn = (sum(s[i] for s in sliced) for i in range(3))
@@ -176,7 +184,7 @@ def summarize(results: list[CaseResult]) -> dict[str, Any]:
                              "precision": round(precision, 4), "recall": round(recall, 4),
                              "f1": round(f1, 4)}
     summary["per_case"] = [
-        {"case": r.case, "dataset": r.dataset, "expected": r.expected,
+        {"case": r.case, "dataset": r.dataset, "class": r.klass, "expected": r.expected,
          "ranked": r.ranked[:5], "top1": r.top1, "top3": r.top3, "error": r.error,
          "investigation_id": r.investigation_id}
         for r in results

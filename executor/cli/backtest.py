@@ -79,7 +79,8 @@ def _print(summary, console) -> None:
     table.add_row("[bold]all[/]", str(summary["cases"]), f"{summary['top1']:.0%}",
                   f"{summary['top3']:.0%}")
     for title, groups in (("data set", summary["per_dataset"]),
-                          ("category", summary["per_category"])):
+                          ("category", summary["per_category"]),
+                          ("class", summary.get("per_class", {}))):
         for name, figures in groups.items():
             table.add_row(f"{title}: {name}", str(figures["cases"]), f"{figures['top1']:.0%}",
                           f"{figures['top3']:.0%}")

@@ -23,6 +23,7 @@ def register(app: typer.Typer) -> None:
         no_args_is_help=True,
     )
     group.command("convert")(convert)
+    group.command("generate")(generate)
     app.add_typer(group, name="datasets")
 
 
@@ -77,3 +78,27 @@ def convert(
             console.print(f"  {table}: {count:,} rows", highlight=False)
         for note in summary.notes:
             console.print(f"  note: {note}", highlight=False, soft_wrap=True)
+
+
+def generate(
+    out: Annotated[Path, typer.Argument(help="Where to write one case directory per seed.")],
+    seed: Annotated[int, typer.Option(
+        "--seed", help="First seed (1000-1999: development; 5000-5999: held out).")] = 1000,
+    cases: Annotated[int, typer.Option("--cases", min=1, help="How many cases (seeds).")] = 13,
+) -> None:
+    """Write generated incident cases: a random system, noise and one injected fault each."""
+    with reported():
+        from rich.console import Console
+
+        from casebook.executor.datasets.generator import generate as generate_cases
+
+        console = Console()
+        with console.status(f"generating {cases} case(s)") as status:
+            def advance(done: int, total: int, name: str) -> None:
+                status.update(f"generated {done}/{total}: {name}")
+
+            paths = generate_cases(out, seed=seed, cases=cases, on_case=advance)
+        console.print(f"Wrote {len(paths)} generated cases (seeds {seed}-{seed + cases - 1}) "
+                      f"to {out}", highlight=False, soft_wrap=True)
+        for path in paths:
+            console.print(f"  {path.name}", highlight=False)

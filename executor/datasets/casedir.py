@@ -116,7 +116,10 @@ def write_case(out: Path, case: Case) -> Path:
         pq.write_table(conformed(table, data), telemetry / f"{table}.parquet")
     alert = case.alert.model_dump(mode="json")
     _write_json(directory / "alert.json", alert)
-    _write_json(directory / "expected.json", {"causes": [c.as_json() for c in case.causes]})
+    expected: dict[str, Any] = {"causes": [c.as_json() for c in case.causes]}
+    if case.metadata.get("class"):  # generated cases say which fault class they hold
+        expected["class"] = case.metadata["class"]
+    _write_json(directory / "expected.json", expected)
     _write_json(directory / "case.json", {"case": case.name, **case.metadata, "rows": case.rows()})
     return directory
 
