@@ -21,7 +21,8 @@ union
 select distinct service from logs where regexp_matches(message, ?, 'i')
 order by 1"""
 USAGE_SQL = """
-select name, coalesce(labels['pod'], labels['instance'], labels['device'], service) as volume,
+select name, coalesce(labels['mountpoint'], labels['device'], labels['pod'], labels['instance'],
+                service) as volume,
        min(value) as lowest, max(value) as highest,
        min(ts) filter (where value >= ?) as full_at
 from metrics where service = ? and regexp_matches(name, ?)
@@ -45,7 +46,8 @@ class DiskFull(Finding):
 
 
 @analyzer(fan_out={"service": disk_services}, timeout_s=20, category="resource",
-          reads=["metrics:*disk_usage_ratio", "labels:pod", "labels:device", "logs.message"])
+          reads=["metrics:*disk_usage_ratio", "labels:mountpoint", "labels:device", "labels:pod",
+                 "logs.message"])
 def disk_full(alert: Alert, telemetry: Telemetry, service: str) -> DiskFull | None:
     """A volume of the service reached its capacity, or the service logged that it had."""
     usage = telemetry.sql(USAGE_SQL, [FULL, service, DISK_METRIC])

@@ -121,3 +121,54 @@ def _climb(row: tuple[Any, ...]) -> dict[str, Any] | None:
             "start": start, "peak": top, "peak_at": times[peak_index], "full": full,
             "dropped": dropped, "points": [(t, float(v)) for t, v in zip(times, values,
                                                                          strict=True)]}
+
+
+POOL_SQL = """
+select service, coalesce(labels['pod'], service) || coalesce(' ' || labels['pool'], '') as pod,
+       name, list(ts order by ts) as times, list(value order by ts) as vals
+from metrics where regexp_matches(name, 'pool_usage_ratio$') group by all"""
+POOL_TEXT = r"waiting for a connection|pool exhausted|connection pool|too many connections"
+
+
+def pooled_services(telemetry: Telemetry) -> list[str]:
+    """Services that report how full their connection pools are."""
+    return sorted({r[0] for r in telemetry.shared(POOL_SQL)})
+
+
+class PoolExhaustion(Finding):
+    service: str
+    pool: str
+    began: datetime
+    minutes_climbing: float
+    timeouts: int
+
+
+@analyzer(fan_out={"service": pooled_services}, timeout_s=20, category="resource",
+          reads=["metrics:*pool_usage_ratio", "labels:pool", "logs.message"])
+def pool_exhaustion(alert: Alert, telemetry: Telemetry, service: str) -> PoolExhaustion | None:
+    """A connection pool filled up slowly (connections leaked) until callers waited for one."""
+    result = telemetry.shared(POOL_SQL)
+    climbs = [c for c in (_climb(r) for r in result.rows if r[0] == service)
+              if c is not None and c["full"]]
+    if not climbs:
+        return None
+    climb = min(climbs, key=lambda c: c["began"])
+    lines = telemetry.sql("select count(*) from logs where service = ? and "
+                          "regexp_matches(message, ?, 'i')", [service, POOL_TEXT]).scalar() or 0
+    minutes = (climb["peak_at"] - climb["began"]).total_seconds() / 60
+    evidence = result.evidence(limit=0, note=f"pool usage of {service}")
+    evidence.series = {climb["pod"]: climb["points"]}
+    return PoolExhaustion(
+        title=f"Connection pool of {service} exhausted ({climb['pod']})",
+        summary=f"{climb['name']} of {climb['pod']} climbed steadily from {climb['start']:.2g} "
+                f"to {climb['peak']:.2g} over {minutes:.0f} min from {climb['began']:%H:%M} UTC"
+                + (f"; {lines} log line(s) about waiting for a connection" if lines else "")
+                + ".",
+        severity=Severity.CRITICAL, confidence=0.85 if lines else 0.75, category="resource",
+        entities=[Entity.service(service)], evidence=[evidence], onset=utc(climb["began"]),
+        mitigations=[Mitigation(action=f"Restart {service} to release the connections, then "
+                                       "find what does not return them (often a new release)",
+                                risk="low")],
+        service=service, pool=climb["pod"], began=utc(climb["began"]),
+        minutes_climbing=round(minutes, 1), timeouts=int(lines),
+    )

@@ -1,16 +1,16 @@
 """Neighbours: another workload (a cron job, a batch) saturated the nodes the victim runs on.
 
-Pod placement comes from the `node` label of per-pod metrics; node load from node-level CPU
-metrics (`node_` names with `cpu`, label `node`). When the nodes under the alerting service's
-pods ran hot from the onset, the neighbour is the other workload on those nodes whose own CPU
-rose the most there, or that was not running on them before at all (a job that starts).
+Pod placement comes from the `node` label of per-pod metrics (`kube_pod_info`); node load from
+node-level CPU metrics (`node_` names with `cpu`, label `node`). When nodes that several
+services share ran hot from the onset, the neighbour is the workload on them whose own CPU rose
+the most, or that was not running before at all (a job that starts).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from casebook.analyzers.periods import METRIC_LEAD, naive, onset_of
+from casebook.analyzers.periods import MAX_ALERT_DELAY, METRIC_LEAD, naive, onset_of
 from casebook.sdk import Alert, Entity, Finding, Mitigation, Severity, Telemetry, analyzer
 from casebook.sdk.models import utc
 
@@ -22,20 +22,31 @@ select labels['node'] as node,
 from metrics
 where regexp_matches(name, '^(node|host)_.*cpu', 'i') and labels['node'] is not null
 group by all"""
+# Where each pod runs (any per-pod metric with a `node` label, e.g. kube_pod_info), when it was
+# first seen, and its CPU before and after the onset.
 PLACEMENT_SQL = """
-select service, labels['node'] as node,
-       coalesce(sum(value) filter (where ts < ? and regexp_matches(name, 'cpu', 'i')), 0)
-           / greatest(count(*) filter (where ts < ? and regexp_matches(name, 'cpu', 'i')), 1)
-           as cpu_before,
-       coalesce(sum(value) filter (where ts >= ? and regexp_matches(name, 'cpu', 'i')), 0)
-           / greatest(count(*) filter (where ts >= ? and regexp_matches(name, 'cpu', 'i')), 1)
-           as cpu_after,
-       count(*) filter (where ts < ?) as samples_before
-from metrics
-where labels['node'] is not null and not regexp_matches(name, '^(node|host)_', 'i')
-group by all"""
+with placed as (
+    select distinct service, labels['pod'] as pod, labels['node'] as node from metrics
+    where labels['node'] is not null and labels['pod'] is not null
+      and not regexp_matches(name, '^(node|host)_', 'i')
+), seen as (
+    select labels['pod'] as pod, min(ts) as first from metrics
+    where labels['pod'] is not null group by 1
+), cpu as (
+    select labels['pod'] as pod, avg(value) filter (where ts < ?) as before,
+           avg(value) filter (where ts >= ?) as after
+    from metrics
+    where regexp_matches(name, 'cpu', 'i') and not regexp_matches(name, '^(node|host)_', 'i')
+      and labels['pod'] is not null
+    group by 1
+)
+select p.service, p.node, coalesce(max(c.before), 0) as cpu_before,
+       coalesce(max(c.after), 0) as cpu_after, min(s.first) as first_seen
+from placed p left join cpu c using (pod) left join seen s using (pod)
+group by p.service, p.node"""
 HOT = 0.85  # a node this busy (share of its CPU; percent metrics are scaled) is saturated
 MIN_RISE = 1.5
+STARTED_AFTER = timedelta(minutes=10)
 
 
 class NoisyNeighbour(Finding):
@@ -46,43 +57,47 @@ class NoisyNeighbour(Finding):
 
 
 @analyzer(timeout_s=30, category="resource",
-          reads=["metrics:node_*cpu*", "labels:node", "labels:pod"])
+          reads=["metrics:node_*cpu*", "metrics:kube_pod_info", "metrics:*cpu*", "labels:node",
+                 "labels:pod"])
 def noisy_neighbour(alert: Alert, telemetry: Telemetry) -> NoisyNeighbour | None:
-    """The nodes under the alerting service's pods saturated because of another workload."""
-    victim = alert.service
-    if victim is None or not telemetry.has_table("metrics"):
+    """Nodes shared with other services saturated because of one workload on them."""
+    if not telemetry.has_table("metrics"):
         return None
-    split = naive(onset_of(alert)) - METRIC_LEAD
-    nodes = telemetry.sql(NODES_SQL, [split, split, split - METRIC_LEAD, HOT])
+    alert_at = naive(onset_of(alert))
+    usual_until, split = alert_at - MAX_ALERT_DELAY, alert_at - METRIC_LEAD
+    nodes = telemetry.sql(NODES_SQL, [usual_until, split, usual_until, HOT])
     hot = {}
     for node, usual, level, hot_at in nodes.rows:
-        if usual is None or level is None:
+        if usual is None or level is None or hot_at is None:
             continue
         scale = 100.0 if max(usual, level) > 1.0 else 1.0
         if level / scale >= HOT and level >= MIN_RISE * max(usual, 1e-9):
             hot[node] = hot_at
     if not hot:
         return None
-    placement = telemetry.sql(PLACEMENT_SQL, [split] * 5)
-    victim_nodes = {r[1] for r in placement.rows if r[0] == victim}
-    shared = sorted(victim_nodes & set(hot))
-    if not shared:
-        return None
-    scores: dict[str, tuple[float, bool]] = {}
-    for service, node, before, after, samples_before in placement.rows:
-        if service == victim or node not in shared:
+    placement = telemetry.sql(PLACEMENT_SQL, [usual_until, split])
+    # A workload first seen well into the window started there (a job), unlike the others.
+    settled = naive(telemetry.window.start) + STARTED_AFTER
+    scores: dict[str, tuple[float, bool, set[str]]] = {}
+    for service, node, before, after, first_seen in placement.rows:
+        if node not in hot:
             continue
-        started = samples_before == 0
-        rise = after - before
-        score = rise + (1.0 if started else 0.0)
-        if score > scores.get(service, (0.0, False))[0]:
-            scores[service] = (score, started)
+        others = {r[0] for r in placement.rows if r[1] == node and r[0] != service}
+        if not others:
+            continue  # alone on its node: nobody's neighbour
+        started = first_seen is not None and first_seen > settled
+        score = (after - before) + (1.0 if started else 0.0)
+        if score > scores.get(service, (0.0, False, set()))[0]:
+            scores[service] = (score, started, others)
     if not scores:
         return None
     neighbour = max(sorted(scores), key=lambda s: scores[s][0])
-    score, started = scores[neighbour]
-    if score <= 0:
+    score, started, others = scores[neighbour]
+    if score <= 0.2:
         return None
+    shared = sorted(n for n in hot if any(r[0] == neighbour and r[1] == n
+                                          for r in placement.rows))
+    victim = alert.service if alert.service in others else ", ".join(sorted(others)[:3])
     onset: datetime = min(hot[n] for n in shared if hot[n] is not None)
     how = "started on them" if started else "used far more CPU on them"
     return NoisyNeighbour(

@@ -27,10 +27,16 @@ from casebook.sdk.models import utc
 
 ATTEMPTS_SQL = """
 with calls as (
-    select p.trace_id, p.span_id as parent, c.service as callee, p.start_ts >= ? as after,
-           (c.status = 'error')::int as failed
+    -- client spans that name their callee (retries are new client spans of the same parent)
+    select trace_id, parent_span_id as parent, attributes['peer.service'] as callee,
+           start_ts >= ? as after, (status = 'error')::int as failed
+    from spans where attributes['peer.service'] is not null
+    union all
+    -- else a callee's span under a span of another service
+    select c.trace_id, c.parent_span_id, c.service, c.start_ts >= ?,
+           (c.status = 'error')::int
     from spans c join spans p on c.trace_id = p.trace_id and c.parent_span_id = p.span_id
-    where c.service <> p.service
+    where c.service <> p.service and p.attributes['peer.service'] is null
 ), per_parent as (
     select callee, after, trace_id, parent, count(*) as attempts, avg(failed) as failed
     from calls group by all
@@ -55,7 +61,8 @@ class RetryStorm(Finding):
 
 
 @analyzer(timeout_s=30, category="dependency",
-          reads=["spans", "metrics:http_requests_total", "metrics:http_errors_total"])
+          reads=["spans", "attributes:peer.service", "metrics:http_requests_total",
+                 "metrics:http_errors_total"])
 def retry_storm(alert: Alert, telemetry: Telemetry) -> RetryStorm | None:
     """A failing dependency whose callers call it again and again: the root of a retry storm."""
     split = naive(onset_of(alert)) - METRIC_LEAD
@@ -84,7 +91,7 @@ Found = tuple[str, float, float, str, Evidence]
 
 
 def _from_spans(telemetry: Telemetry, split: datetime) -> Found | None:
-    result = telemetry.sql(ATTEMPTS_SQL, [split])
+    result = telemetry.sql(ATTEMPTS_SQL, [split, split])
     best = None
     for callee, usual, after, failing, before_n, after_n in result.rows:
         if not usual or after is None or before_n < MIN_PARENTS or after_n < MIN_PARENTS:

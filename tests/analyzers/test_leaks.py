@@ -45,3 +45,17 @@ def test_a_climb_to_the_limit_then_a_kill_is_a_leak_dated_where_it_began():
 
 def test_flat_memory_is_no_leak():
     assert leak(memory(leaking=False)) is None
+
+
+def test_a_pool_that_fills_slowly_is_exhausted_from_where_the_climb_began():
+    from casebook.analyzers.leaks import pool_exhaustion
+
+    rows = [{"ts": ONSET + timedelta(minutes=m), "name": "connection_pool_usage_ratio",
+             "service": "ledger", "value": min(1.0, 0.2 + max(0, m + 35) * 0.03) if m >= -35
+             else 0.2 + 0.01 * (m % 2), "labels": {"pod": "ledger-1", "pool": "postgres"}}
+            for m in range(-59, 5)]
+    store = TinyStore().add("metrics", rows)
+    alert = make_alert("LedgerSlow", service="ledger", starts_at=ONSET)
+    finding = run(pool_exhaustion, alert=alert, store=store, params={"service": "ledger"}).finding
+    assert finding.title == "Connection pool of ledger exhausted (ledger-1 postgres)"
+    assert finding.onset.strftime("%H:%M") == "11:27"

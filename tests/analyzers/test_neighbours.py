@@ -10,12 +10,13 @@ ALERT = make_alert("SearchSlow", service="search", starts_at=ONSET)
 
 
 def cluster(job_node: str) -> TinyStore:
-    """search runs on n1 and n2, cart on n3; a report job starts on `job_node` at the onset."""
+    """search runs on n1 and n2, cart on n3, nothing on n4; a report job starts on `job_node`
+    at the onset."""
     rows = []
     for minute in range(-40, 8):
         ts = ONSET + timedelta(minutes=minute)
         running = minute >= 0
-        for node in ("n1", "n2", "n3"):
+        for node in ("n1", "n2", "n3", "n4"):
             busy = 0.97 if running and node == job_node else 0.35 + 0.01 * (minute % 3)
             rows.append({"ts": ts, "name": "node_cpu_usage_ratio", "service": "kubelet",
                          "value": busy, "labels": {"node": node}})
@@ -37,5 +38,6 @@ def test_a_job_that_starts_on_the_victims_node_and_saturates_it_is_the_neighbour
     assert [str(e) for e in finding.entities] == ["service:report-cron", "node:n2"]
 
 
-def test_a_hot_node_the_victim_does_not_use_is_not_its_neighbour():
-    assert run(noisy_neighbour, alert=ALERT, store=cluster("n3")).finding is None
+def test_the_victim_is_whoever_shares_the_node_and_a_job_alone_is_nobodys_neighbour():
+    assert run(noisy_neighbour, alert=ALERT, store=cluster("n3")).finding.victim == "cart"
+    assert run(noisy_neighbour, alert=ALERT, store=cluster("n4")).finding is None
