@@ -45,6 +45,27 @@ select coalesce(attributes['version'], attributes['service.version']) as version
        count(*) as lines, avg((level in ('error', 'fatal'))::int) as error_ratio
 from logs where service = ? and ts >= ?
 group by 1 having version is not null"""
+SPLIT_COUNTERS_SQL = """
+with samples as (
+    select name, labels['version'] as version, ts, value,
+           lag(value) over (partition by name, labels order by ts) as prev
+    from metrics
+    where service = ? and name in ('http_requests_total', 'http_errors_total')
+      and labels['version'] is not null
+), styles as (
+    select name, count(*) filter (where value > prev) >= 0.9 * count(*) filter (where value <> prev)
+                 and count(*) filter (where value <> prev) >= 3 as cumulative
+    from samples group by name
+), counted as (
+    select s.name, s.version, s.ts,
+           case when not st.cumulative then s.value when s.prev is null then 0
+                when s.value >= s.prev then s.value - s.prev else s.value end as served
+    from samples s join styles st using (name)
+)
+select version, sum(served) filter (where name = 'http_requests_total') as requests,
+       coalesce(sum(served) filter (where name = 'http_errors_total'), 0)
+           / greatest(sum(served) filter (where name = 'http_requests_total'), 1) as error_ratio
+from counted where ts >= ? group by version"""
 
 MIN_SPLIT_REQUESTS = 10
 SPLIT_RATIO = 3.0  # new version's error ratio (or p95) this many times the old one's
@@ -72,7 +93,9 @@ class ChangeEvent(Finding):
 
 
 @analyzer(fan_out={"change": change_keys}, timeout_s=20, category="deploy",
-          reads=["events", "events.attributes", "spans", "attributes:version", "logs"])
+          reads=["events", "events.attributes", "spans", "attributes:version",
+                 "attributes:service.version", "logs", "labels:version",
+                 "metrics:http_requests_total", "metrics:http_errors_total"])
 def change_event(alert: Alert, telemetry: Telemetry, change: str) -> ChangeEvent | None:
     """A change in the window, its callers and how errors split by version after it."""
     stamp, kind, service = change.split("|", 2)
@@ -130,8 +153,9 @@ def _version_split(telemetry: Telemetry, service: str, at: datetime,
     if not version:
         return None, 0.0, []
     found, evidence = [], []
-    for query, label in ((SPLIT_SPANS_SQL, "requests"), (SPLIT_LOGS_SQL, "log lines")):
-        table = "spans" if label == "requests" else "logs"
+    sources = ((SPLIT_SPANS_SQL, "requests", "spans"), (SPLIT_LOGS_SQL, "log lines", "logs"),
+               (SPLIT_COUNTERS_SQL, "counted requests", "metrics"))
+    for query, label, table in sources:
         if not telemetry.has_table(table):
             continue
         result = telemetry.sql(query, [service, naive(at)])

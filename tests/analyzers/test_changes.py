@@ -51,3 +51,30 @@ def test_a_canary_that_behaves_like_the_old_version_has_no_split():
     finding = run(change_event, alert=ALERT, store=store, params={"change": key}).finding
     assert finding.version_split is None
     assert finding.split_strength == 0.0
+
+
+def test_a_canary_is_compared_by_the_version_label_of_cumulative_counters():
+    store = TinyStore().add("events", [
+        {"ts": T - timedelta(minutes=10), "kind": "deploy", "service": "cart",
+         "summary": "cart 2.4.0 canary", "attributes": {"version": "2.4.0"}}])
+    rows, totals = [], {}
+    for minute in range(-30, 5):
+        for pod, version in (("cart-a", "2.3.9"), ("cart-b", "2.3.9"), ("cart-c", "2.4.0")):
+            canary = version == "2.4.0"
+            if canary and minute < -10:
+                continue
+            requests, errors = totals.get(pod, (1000.0, 3.0))
+            requests += 60
+            errors += 30 if canary else 0.5
+            totals[pod] = (requests, errors)
+            labels = {"pod": pod, "version": version}
+            ts = T + timedelta(minutes=minute)
+            rows += [{"ts": ts, "name": "http_requests_total", "service": "cart",
+                      "value": requests, "labels": labels},
+                     {"ts": ts, "name": "http_errors_total", "service": "cart", "value": errors,
+                      "labels": labels}]
+    store.add("metrics", rows)
+    key = change_keys(ALERT, store.telemetry(default_window(ALERT)))[0]
+    finding = run(change_event, alert=ALERT, store=store, params={"change": key}).finding
+    assert finding.version_split == ("50% of counted requests on version 2.4.0 failed against 1% "
+                                     "on the others")
