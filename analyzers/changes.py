@@ -33,7 +33,10 @@ where ts <= ? order by ts desc limit {MAX_CHANGES}"""
 EDGES_SQL = """
 select distinct p.service as caller, c.service as callee
 from spans c join spans p on c.trace_id = p.trace_id and c.parent_span_id = p.span_id
-where c.service <> p.service"""
+where c.service <> p.service
+union
+select distinct service, attributes['peer.service'] from spans
+where attributes['peer.service'] is not null and attributes['peer.service'] <> service"""
 SPLIT_SPANS_SQL = """
 select coalesce(attributes['version'], attributes['service.version']) as version,
        count(*) as requests, avg((status = 'error')::int) as error_ratio,
@@ -87,6 +90,7 @@ class ChangeEvent(Finding):
     minutes_before_alert: float
     version: str | None = None
     callers: dict[str, int] = {}
+    callees: dict[str, int] = {}
     version_split: str | None = None
     split_strength: float = 0.0
     attributable: bool = True
@@ -108,6 +112,7 @@ def change_event(alert: Alert, telemetry: Telemetry, change: str) -> ChangeEvent
     attributes = dict(attributes or {})
     version = next((attributes[k] for k in VERSION_KEYS if attributes.get(k)), None)
     callers = _callers(telemetry, service)
+    callees = _callers(telemetry, service, down=True)
     split, strength, evidence = _version_split(telemetry, service, at, version)
     minutes = (alert.starts_at - utc(at)).total_seconds() / 60
     when = f"{abs(minutes):.0f} min {'before' if minutes >= 0 else 'after'} the alert"
@@ -121,18 +126,23 @@ def change_event(alert: Alert, telemetry: Telemetry, change: str) -> ChangeEvent
         entities=[Entity.service(service)], evidence=evidence, onset=utc(at),
         service=service, kind=kind, change=summary, at=utc(at),
         minutes_before_alert=round(minutes, 1), version=version, callers=callers,
+        callees=callees,
         version_split=split, split_strength=strength,
         attributable=known and kind.lower() != "restart",
     )
 
 
-def _callers(telemetry: Telemetry, service: str) -> dict[str, int]:
-    """Services that call `service` directly or through others, with the number of hops."""
+def _callers(telemetry: Telemetry, service: str, down: bool = False) -> dict[str, int]:
+    """Services that call `service` (or, `down`, that it calls) directly or through others,
+    with the number of hops."""
     if not telemetry.has_table("spans"):
         return {}
     edges: dict[str, set[str]] = {}
     for caller, callee in telemetry.shared(EDGES_SQL):
-        edges.setdefault(callee, set()).add(caller)
+        if down:
+            edges.setdefault(caller, set()).add(callee)
+        else:
+            edges.setdefault(callee, set()).add(caller)
     hops = {service: 0}
     queue = deque([service])
     while queue:

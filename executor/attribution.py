@@ -45,15 +45,15 @@ def attribute_changes(findings: list[FindingRecord]) -> None:
     changes = [f for f in findings if is_change(f)]
     if not changes:
         return
-    anomalies = [f for f in findings if not is_change(f) and f.onset is not None
-                 and f.category not in NOT_FROM_CHANGES and _service(f)]
+    observed = [f for f in findings if not is_change(f) and f.onset is not None and _service(f)]
+    anomalies = [f for f in observed if f.category not in NOT_FROM_CHANGES]
     claims: dict[str, tuple[float, FindingRecord]] = {}
     local: dict[str, float] = {}
     ruled_out: dict[str, str] = {}
     for change in changes:
         if not change.facts.get("attributable"):
             continue
-        best_local, reason = _local_strength(change, anomalies)
+        best_local, reason = _local_strength(change, anomalies, observed)
         local[change.id] = best_local
         if reason:
             ruled_out[change.id] = reason
@@ -112,10 +112,18 @@ def _strength(change: FindingRecord, anomaly: FindingRecord) -> float:
     return timing * path * prior
 
 
-def _local_strength(change: FindingRecord, anomalies: list[FindingRecord]) -> tuple[float, str]:
-    """The best tie to an anomaly on the changed service itself, and a reason when ruled out."""
+def _local_strength(change: FindingRecord, anomalies: list[FindingRecord],
+                    observed: list[FindingRecord]) -> tuple[float, str]:
+    """The best tie to an anomaly on the changed service itself, and a reason when ruled out.
+
+    An anomaly of the changed service that one of its callees had first (or at the same time)
+    came from that callee, not from the change: a caller of a failing service fails too.
+    """
     service = change.facts["service"]
-    mine = [a for a in anomalies if _service(a) == service]
+    callees = change.facts.get("callees") or {}
+    downstream = [f for f in observed if _service(f) in callees]
+    mine = [a for a in anomalies if _service(a) == service
+            and not any(d.onset <= a.onset + SLACK for d in downstream)]  # type: ignore[operator]
     best = max((_strength(change, a) for a in mine), default=0.0)
     best = max(best, float(change.facts.get("split_strength") or 0.0))
     if best >= MIN_STRENGTH:

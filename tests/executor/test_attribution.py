@@ -8,7 +8,7 @@ from casebook.sdk.models import Entity
 ONSET = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
-def change(fid, service, minutes_before, kind="deploy", callers=None, split=0.0):
+def change(fid, service, minutes_before, kind="deploy", callers=None, split=0.0, callees=None):
     at = ONSET - timedelta(minutes=minutes_before)
     return FindingRecord(
         id=fid, analyzer="change_event", invocation=fid, title=f"{kind} on {service}",
@@ -16,7 +16,7 @@ def change(fid, service, minutes_before, kind="deploy", callers=None, split=0.0)
         category={"deploy": "deploy", "config": "config", "flag": "flag"}[kind],
         entities=[Entity.service(service)], onset=at,
         facts={"service": service, "kind": kind, "at": at.isoformat(), "attributable": True,
-               "callers": callers or {}, "split_strength": split},
+               "callers": callers or {}, "callees": callees or {}, "split_strength": split},
     )
 
 
@@ -81,3 +81,11 @@ def test_a_leak_that_begins_right_after_a_release_ties_back_to_it():
                 anomaly("F2", "orders", "resource", minutes_after=-2),
                 anomaly("F3", "api", "symptom", minutes_after=30)]
     assert ranked(findings)[0] == ("orders", "deploy")
+
+
+def test_a_change_on_a_caller_whose_callee_failed_first_does_not_explain_the_callers_errors():
+    findings = [change("F1", "web", 2, kind="config", callees={"fx": 1}),
+                anomaly("F2", "fx", "security", minutes_after=0),
+                anomaly("F3", "web", "code", minutes_after=0.5)]
+    assert ranked(findings)[0] == ("fx", "security")
+    assert findings[0].explains == []
