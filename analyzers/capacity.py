@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from statistics import median
 
 from casebook.analyzers.clients import requests_cte
-from casebook.analyzers.shapes import find_shift, metric_series, rate_series
+from casebook.analyzers.periods import MAX_ALERT_DELAY, naive, onset_of
+from casebook.analyzers.shapes import counter_rates, find_shift, metric_series, rate_series
 from casebook.sdk import (
+    Alert,
     Entity,
     Finding,
     Mitigation,
@@ -17,6 +20,13 @@ from casebook.sdk import (
 )
 
 SATURATION_METRICS = ("gpu_utilization_ratio", "cpu_usage_ratio")
+SURGE_RATIO = 1.5
+MAX_SURGING = 5
+CARRIED_SHARE = 0.7  # a caller whose traffic grew this share as much carried the surge
+EDGES_SQL = """
+select distinct p.service as caller, c.service as callee
+from spans c join spans p on c.trace_id = p.trace_id and c.parent_span_id = p.span_id
+where c.service <> p.service"""
 
 
 class ComputeSaturation(Finding):
@@ -74,9 +84,43 @@ MAX_NEW_ACCOUNTS = 1000
 # Clients first seen shortly before the detected onset still count as new: ramps start small.
 
 
-@analyzer(timeout_s=20, category="capacity",
+def surging_services(alert: Alert, telemetry: Telemetry) -> list[str]:
+    """The alerting service and the services whose request rate of the last quarter hour is
+    well above the rest of the window (one query over every service)."""
+    named = [alert.service] if alert.service else []
+    services = [r[0] for r in telemetry.shared(
+        "select distinct service from metrics where name = 'http_requests_total'")]
+    ratios = recent_ratios(alert, telemetry, services)
+    rising = sorted(((r, s) for s, r in ratios.items() if r >= SURGE_RATIO), reverse=True)
+    return list(dict.fromkeys(named + [s for _, s in rising[:MAX_SURGING]]))
+
+
+def recent_ratios(alert: Alert, telemetry: Telemetry, services: list[str]) -> dict[str, float]:
+    """Request rate of the last quarter hour over the rest of the window, per service."""
+    if not services:
+        return {}
+    recent = naive(onset_of(alert)) - MAX_ALERT_DELAY
+    rates: dict[str, tuple[list[float], list[float]]] = {}
+    for service, minute, value in counter_rates(telemetry, "http_requests_total", services):
+        before, after = rates.setdefault(service, ([], []))
+        (after if minute >= recent else before).append(float(value))
+    return {s: median(a) / max(median(b), 1e-9) for s, (b, a) in rates.items()
+            if len(b) >= 5 and a}
+
+
+def _carried_from(alert: Alert, telemetry: Telemetry, service: str, ratio: float) -> str | None:
+    """A caller whose traffic grew about as much: the surge came through it."""
+    if not telemetry.has_table("spans"):
+        return None
+    callers = sorted({r[0] for r in telemetry.shared(EDGES_SQL) if r[1] == service})
+    grown = recent_ratios(alert, telemetry, callers)
+    carriers = [c for c, r in grown.items() if r >= max(SURGE_RATIO, CARRIED_SHARE * ratio)]
+    return carriers[0] if carriers else None
+
+
+@analyzer(fan_out={"service": surging_services}, timeout_s=20, category="capacity",
           reads=["metrics:http_requests_total", "requests.account_id", "attributes:account"])
-def traffic_surge(telemetry: Telemetry, service: str,
+def traffic_surge(alert: Alert, telemetry: Telemetry, service: str,
                   compute_saturation: ComputeSaturation | None) -> TrafficSurge | None:
     """Request volume of the service rose well above its baseline; says who sent the extra."""
     window, baseline = rate_series(telemetry, "http_requests_total", service)
@@ -97,15 +141,18 @@ def traffic_surge(telemetry: Telemetry, service: str,
                             [clients.rows[0][:3]])
         found.append(shown.evidence(note="requests after the onset from clients never seen "
                                            "before it"))
+    carrier = _carried_from(alert, telemetry, service, shift.ratio)
     added = shift.level - shift.baseline
     from_new = f"; {share:.0%} of requests since come from {newcomers} new clients" \
         if newcomers else ""
     return TrafficSurge(
         title=f"Traffic to {service} up {shift.ratio:.1f}x",
         summary=f"{service} went from {shift.baseline:.0f} to {shift.level:.0f} requests per "
-                f"minute at {shift.onset:%H:%M} UTC (+{added:.0f}/min){from_new}.",
-        severity=Severity.CRITICAL if shift.ratio >= 2 else Severity.WARNING,
-        confidence=0.75 if share >= 0.3 else 0.55, category="capacity",
+                f"minute at {shift.onset:%H:%M} UTC (+{added:.0f}/min){from_new}"
+                + (f"; it came through {carrier}, whose traffic grew as much" if carrier else "")
+                + ".",
+        severity=Severity.INFO if carrier else Severity.CRITICAL if shift.ratio >= 2 else Severity.WARNING,
+        confidence=0.2 if carrier else 0.75 if share >= 0.3 else 0.55, category="capacity",
         entities=[Entity.service(service)], evidence=found, onset=shift.onset,
         explains=["compute_saturation"] if _not_before(compute_saturation, shift.onset) else [],
         mitigations=[Mitigation(action=f"Scale out {service} or shed low-priority traffic",

@@ -20,7 +20,8 @@ SEVERITY_WEIGHT = {"info": 0.35, "warning": 0.7, "critical": 1.0}
 EXPLAINED_FACTOR = 0.25
 SYMPTOM_FACTOR = 0.4
 MIN_SHARE_OF_TOP = 0.25
-ABSORBED_FACTOR = 0.8  # what an explained finding adds to the cause that explains it
+ABSORBED_FACTOR = 0.8
+LOCATION_ONLY = {"other", "symptom"}  # what an explained finding adds to the cause that explains it
 MAX_CAUSES = 5
 
 
@@ -50,6 +51,8 @@ def rank_causes(findings: list[FindingRecord], limit: int = MAX_CAUSES) -> list[
             share = float(strengths.get(fid, ABSORBED_FACTOR))
             members.append((finding_weight(other, set()) * share, other))
 
+    _merge_locations(groups)
+
     scored: list[tuple[float, str, tuple[str, str, str], list[FindingRecord]]] = []
     for key, members in groups.items():
         miss = 1.0
@@ -76,6 +79,20 @@ def rank_causes(findings: list[FindingRecord], limit: int = MAX_CAUSES) -> list[
             score=round(score, 4), finding_ids=[m.id for m in members], title=members[0].title,
         ))
     return causes
+
+
+def _merge_locations(groups: dict[tuple[str, str, str], list[tuple[float, FindingRecord]]]
+                     ) -> None:
+    """Findings that say only where (category `other`) join the strongest cause that says what
+    on the same entity: a latency change that starts in a service supports the traffic surge,
+    leak or deploy found there, rather than standing beside it."""
+    for key in [k for k in groups if k[2] == "other"]:
+        specific = [k for k in groups if k[:2] == key[:2] and k[2] not in LOCATION_ONLY]
+        if not specific:
+            continue
+        best = max(specific, key=lambda k: max(w for w, _ in groups[k]))
+        present = {f.id for _, f in groups[best]}
+        groups[best].extend(m for m in groups.pop(key) if m[1].id not in present)
 
 
 def _key(finding: FindingRecord) -> tuple[str, str, str]:
