@@ -44,8 +44,8 @@ select p.service, p.node, coalesce(max(c.before), 0) as cpu_before,
        coalesce(max(c.after), 0) as cpu_after, min(s.first) as first_seen
 from placed p left join cpu c using (pod) left join seen s using (pod)
 group by p.service, p.node"""
-HOT = 0.85  # a node this busy (share of its CPU; percent metrics are scaled) is saturated
-MIN_RISE = 1.5
+HOT = 0.6  # a node this busy (share of its CPU; percent metrics are scaled), and...
+MIN_RISE = 2.0  # ...this many times its usual load, is saturated by something new
 STARTED_AFTER = timedelta(minutes=10)
 
 

@@ -87,7 +87,8 @@ def _merge_locations(groups: dict[tuple[str, str, str], list[tuple[float, Findin
     on the same entity: a latency change that starts in a service supports the traffic surge,
     leak or deploy found there, rather than standing beside it."""
     for key in [k for k in groups if k[2] == "other"]:
-        specific = [k for k in groups if k[:2] == key[:2] and k[2] not in LOCATION_ONLY]
+        specific = [k for k in groups if k[:2] == key[:2] and k[2] not in LOCATION_ONLY
+                    and not all(is_change(f) and not f.explains for _, f in groups[k])]
         if not specific:
             continue
         best = max(specific, key=lambda k: max(w for w, _ in groups[k]))
