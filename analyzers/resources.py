@@ -35,7 +35,9 @@ group by all"""
 METRIC_NAMES_SQL = "select distinct name from metrics order by name"
 
 MIN_SAMPLES = 5
-MIN_RATIO = 3.0  # the peak must be this many times the usual high (90th percentile)
+MIN_RATIO = 3.0  # the peak must be this many times the usual high (90th percentile)...
+PINNED = 0.97  # ...unless it is pinned at its limit (a share of it this full)...
+MIN_PINNED_RATIO = 2.0  # ...from a usual high at most half of that
 
 
 def resource_metrics(telemetry: Telemetry, kind: str) -> list[str]:
@@ -182,9 +184,10 @@ def _judge(row: dict[str, Any]) -> tuple[float, dict[str, Any]] | None:
         return None
     high = max(row["usual_high"] or 0.0, 1e-9)
     ratio = row["peak"] / high
-    if ratio < MIN_RATIO:
-        return None
     full = _fullness(row["peak"], row["name"]) if SHARE.search(row["name"]) else None
+    pinned = full is not None and full >= PINNED and ratio >= MIN_PINNED_RATIO
+    if ratio < MIN_RATIO and not pinned:
+        return None
     if full is not None and full < 0.5:
         return None  # a share of a limit that stayed under half is busy, not short
     return (full if full is not None else 0.5) * ratio, row
