@@ -148,7 +148,11 @@ def account_cohort(telemetry: Telemetry, service: str, request_burst: RequestBur
     else:
         return None
     top = telemetry.sql(COHORT_SQL, [accounts])
-    if not top or top.rows[0][1] < 0.5 * len(accounts):
+    # A burst is mostly the cohort; a surge's new clients also hold real newcomers, so a batch
+    # of dozens among them is enough.
+    needed = 0.5 * len(accounts) if what == "bursting" else \
+        max(MIN_NEW_ACCOUNTS, 0.25 * len(accounts))
+    if not top or top.rows[0][1] < needed:
         return None
     _, in_burst, burst_first, burst_last = top.rows[0]
     margin = timedelta(minutes=5)

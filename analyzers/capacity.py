@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from statistics import median
 
 from casebook.analyzers.clients import requests_cte
@@ -72,15 +72,18 @@ class TrafficSurge(Finding):
 NEW_CLIENTS_SQL = """
 , seen_before as (
     select distinct account_id from client_requests
-    where service = ? and ts < ? - interval '15 minutes'
+    where (service = ? or ?) and ts < ? - interval '15 minutes'
 )
 select count(distinct r.account_id) filter (where b.account_id is null) as new_clients,
        count(*) filter (where b.account_id is null) as new_requests,
        count(*) as requests,
        list(distinct r.account_id) filter (where b.account_id is null) as new_accounts
 from client_requests r left join seen_before b using (account_id)
-where r.service = ? and r.ts >= ?"""
+where (r.service = ? or ?) and r.ts >= ?"""
 MAX_NEW_ACCOUNTS = 1000
+METRIC_STEP = timedelta(minutes=2)  # onsets of per-minute series this close are simultaneous
+# An edge's access log names the edge, not the services behind it: then every request counts.
+SERVES_SQL = "select count(*) > 0 from client_requests where service = ?"
 # Clients first seen shortly before the detected onset still count as new: ramps start small.
 
 
@@ -133,7 +136,9 @@ def traffic_surge(alert: Alert, telemetry: Telemetry, service: str,
     source = requests_cte(telemetry)
     if source is not None:
         onset = shift.onset.replace(tzinfo=None) if isinstance(shift.onset, datetime) else shift.onset
-        clients = telemetry.sql(source + NEW_CLIENTS_SQL, [service, onset, service, onset])
+        anyone = not telemetry.sql(f"{source} {SERVES_SQL}", [service]).scalar()
+        clients = telemetry.sql(source + NEW_CLIENTS_SQL,
+                                [service, anyone, onset, service, anyone, onset])
         newcomers, new_requests, total, accounts = clients.rows[0]
         new_accounts = sorted(accounts or [])[:MAX_NEW_ACCOUNTS]
         share = new_requests / total if total else 0.0
@@ -154,7 +159,8 @@ def traffic_surge(alert: Alert, telemetry: Telemetry, service: str,
         severity=Severity.INFO if carrier else Severity.CRITICAL if shift.ratio >= 2 else Severity.WARNING,
         confidence=0.2 if carrier else 0.75 if share >= 0.3 else 0.55, category="capacity",
         entities=[Entity.service(service)], evidence=found, onset=shift.onset,
-        explains=["compute_saturation"] if _not_before(compute_saturation, shift.onset) else [],
+        explains=[] if carrier else ["compute_saturation", "cpu_contention"]
+        if _not_before(compute_saturation, shift.onset - METRIC_STEP) else ["cpu_contention"],
         mitigations=[Mitigation(action=f"Scale out {service} or shed low-priority traffic",
                                 detail="the extra load is real demand", risk="low")],
         service=service, baseline_per_min=round(shift.baseline, 2),

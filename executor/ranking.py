@@ -49,6 +49,8 @@ def rank_causes(findings: list[FindingRecord], limit: int = MAX_CAUSES) -> list[
             if other is None or any(m[1].id == fid for m in members):
                 continue
             share = float(strengths.get(fid, ABSORBED_FACTOR))
+            if finding.id in explained:  # what an explained finding explains is explained too
+                share *= EXPLAINED_FACTOR
             members.append((finding_weight(other, set()) * share, other))
 
     _merge_locations(groups)
