@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from statistics import median
 
 from pydantic import BaseModel
@@ -35,6 +36,7 @@ from casebook.sdk import (
     analyzer,
     from_finding,
 )
+from casebook.sdk.models import utc
 
 SERIES_SQL = """
 with samples as (
@@ -79,6 +81,7 @@ class IndicatorChange(BaseModel):
     rarity: float | None  # share of history at least as bad (None: history too short)
     z: float
     history: int
+    began: datetime | None = None  # when the series turned bad, if before the alert
 
 
 class SliSurvey(Finding):
@@ -155,6 +158,8 @@ def _survey(alert: Alert, telemetry: Telemetry, indicator: Indicator) -> SliSurv
         before = [v for t, v in zip(times, values, strict=True) if t < split]
         later = [v for t, v in zip(times, values, strict=True) if t >= split]
         change = _change(service, metric, before, later, indicator)
+        if change is not None and began < after:
+            change = change.model_copy(update={"began": began})
         if change is not None:
             changes[service] = change
     if not changes:
@@ -323,7 +328,7 @@ def _origin(alert: Alert, service: str, survey: SliSurvey, category: str) -> Ind
         category=category,
         entities=[Entity.service(service)],
         evidence=[evidence] if evidence else [],
-        onset=survey.onset,
+        onset=_began(survey, service),
         service=service,
         indicator=survey.indicator,
         metric=change.metric,
@@ -338,3 +343,9 @@ def _alert_concerns(alert: Alert, indicator: str) -> bool:
     """Whether the alert is about this indicator (by name, labels or annotations)."""
     words = " ".join([alert.name, *alert.labels.values(), *alert.annotations.values()])
     return indicator.lower() in words.lower()
+
+
+def _began(survey: SliSurvey, service: str) -> datetime | None:
+    """When the service's indicator turned bad: its own series' onset, else the survey's."""
+    change = survey.changes.get(service)
+    return utc(change.began) if change is not None and change.began else survey.onset

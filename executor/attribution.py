@@ -74,7 +74,10 @@ def attribute_changes(findings: list[FindingRecord]) -> None:
             strength = max(max(explained.values()), local.get(change.id, 0.0))
             change.explains = list(dict.fromkeys([*change.explains, *explained]))
             change.facts["explained_strength"] = explained
-            change.confidence = round(min(0.95, 0.3 + 0.65 * strength), 4)
+            # As sure as the tie, and as the clearest anomaly of its own service is.
+            evidence = _local_evidence(change, anomalies)
+            change.confidence = round(min(0.95, (0.3 + 0.65 * strength)
+                                          * (0.5 + 0.5 * evidence)), 4)
             change.severity = "critical" if strength >= 0.6 else "warning"
             first = min(explained, key=lambda i: explained[i])
             change.summary += (f" It precedes and explains {len(explained)} anomal"
@@ -100,6 +103,12 @@ def _strength(change: FindingRecord, anomaly: FindingRecord) -> float:
         path = 1.0
     elif where in change.facts.get("callers", {}):
         path = HOP_FACTOR ** change.facts["callers"][where]
+        # An analyzer that placed the caller's anomaly on another callee's account keeps it
+        # there unless that callee lies between the caller and the changed service.
+        through = anomaly.facts.get("explained_by") or []
+        on_path = {service, *change.facts.get("callers", {})}
+        if through and not on_path.intersection(through):
+            return 0.0
     else:
         return 0.0
     assert anomaly.onset is not None and change.onset is not None
@@ -110,6 +119,14 @@ def _strength(change: FindingRecord, anomaly: FindingRecord) -> float:
     timing = 1.0 / (1.0 + minutes / HALF_STRENGTH_MINUTES)
     prior = KIND_PRIOR.get(str(change.facts.get("kind", "")).lower(), 0.8)
     return timing * path * prior
+
+
+def _local_evidence(change: FindingRecord, anomalies: list[FindingRecord]) -> float:
+    """How clear the changed service's own trouble is: its best tied anomaly's confidence, or
+    the version split."""
+    tied = [a.confidence for a in anomalies if _service(a) == change.facts["service"]
+            and _strength(change, a) >= MIN_STRENGTH]
+    return max([*tied, float(change.facts.get("split_strength") or 0.0)], default=0.0)
 
 
 def _local_strength(change: FindingRecord, anomalies: list[FindingRecord],
