@@ -47,9 +47,10 @@ test: $(STAMP) system-deps lint typecheck
 backtest: $(STAMP)
 	@test -d $(SHARED_DATA) || { echo "no $(SHARED_DATA): nothing to backtest"; exit 0; }
 	$(VENV)/bin/casebook datasets convert nezha $(SHARED_DATA)/nezha-trainticket .casebook/cases/nezha
+	$(VENV)/bin/casebook datasets convert nezha $(SHARED_DATA)/nezha-onlineboutique .casebook/cases/nezha-ob
 	$(VENV)/bin/casebook datasets convert petshop $(SHARED_DATA)/petshop .casebook/cases/petshop
 	$(VENV)/bin/casebook datasets convert rs $(SHARED_DATA)/rs .casebook/cases/rs
-	$(VENV)/bin/casebook backtest .casebook/cases/nezha .casebook/cases/petshop .casebook/cases/rs
+	$(VENV)/bin/casebook backtest .casebook/cases/nezha .casebook/cases/nezha-ob .casebook/cases/petshop .casebook/cases/rs
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/executor.py
