@@ -20,6 +20,9 @@ CERT_METRIC = r"cert.*(remaining|expir|valid|ttl)"
 TLS_ERROR = r"(handshake|certificate|x509).*(fail|error|expired|bad|unknown|invalid)|" \
             r"(expired|bad|invalid).*certificate"
 
+CLIENT_SYMPTOMS = ["error_log_spike", "error_origin", "code_path_change", "retry_storm",
+                   "failure_origin"]
+
 EXPIRED_SQL = """
 select service, name, min(ts) filter (where value <= 0) as expired_at, min(value) as lowest
 from metrics where regexp_matches(name, ?, 'i')
@@ -72,6 +75,8 @@ def certificate_expiry(alert: Alert, telemetry: Telemetry) -> CertificateExpired
         severity=Severity.CRITICAL, confidence=0.9 if how and loggers else 0.75,
         category="security", entities=[Entity.service(server)], evidence=evidence,
         onset=utc(when),
+        # Failed handshakes are errors, retries and new code paths in the clients.
+        explains=CLIENT_SYMPTOMS,
         mitigations=[Mitigation(action=f"Renew and roll out {server}'s certificate; check "
                                        "the renewal job",
                                 detail="clients refuse the handshake until then", risk="low")],

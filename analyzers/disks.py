@@ -69,7 +69,7 @@ def disk_full(alert: Alert, telemetry: Telemetry, service: str) -> DiskFull | No
         summary=f"{level} at {onset:%H:%M} UTC{said}.",
         severity=Severity.CRITICAL, confidence=0.9 if full and count else 0.8,
         category="resource", entities=[Entity.service(service)], evidence=found,
-        onset=utc(onset),
+        onset=utc(onset), explains=["error_log_spike", "error_origin", "code_path_change"],
         mitigations=[Mitigation(action=f"Free space on {service}'s volume (rotate logs, "
                                        "drop old data) or grow it",
                                 detail="writes fail until there is room", risk="low")],

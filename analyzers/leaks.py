@@ -31,6 +31,8 @@ order by ts limit 20"""
 OOM_TEXT = r"oomkill|out of memory|outofmemory|oom[- ]kill|memory limit|exit code 137"
 
 MIN_CLIMB = timedelta(minutes=8)
+# A process that runs out of memory or connections fails requests and times out its callers.
+CONSEQUENCES = ["error_log_spike", "error_origin", "code_path_change"]
 MIN_RISING_SHARE = 0.6  # of the steps of the climb that go up
 NEAR_LIMIT = 0.85  # a share-of-limit metric this full counts as at the limit
 MIN_RISE = 2.0  # without a limit: the peak this many times where the climb began
@@ -79,7 +81,7 @@ def memory_leak(alert: Alert, telemetry: Telemetry, service: str) -> MemoryLeak 
                 f"to {climb['peak']:.3g} over {minutes:.0f} min from {climb['began']:%H:%M} UTC"
                 f"{ending}.",
         severity=Severity.CRITICAL, confidence=0.9 if killed and climb["full"] else 0.75,
-        category="resource", onset=utc(climb["began"]),
+        category="resource", onset=utc(climb["began"]), explains=CONSEQUENCES,
         entities=[Entity.service(service), Entity(kind="pod", name=climb["pod"])],
         evidence=evidence,
         mitigations=[Mitigation(action=f"Restart {service}'s pods on a schedule or roll back "
@@ -166,6 +168,7 @@ def pool_exhaustion(alert: Alert, telemetry: Telemetry, service: str) -> PoolExh
                 + ".",
         severity=Severity.CRITICAL, confidence=0.85 if lines else 0.75, category="resource",
         entities=[Entity.service(service)], evidence=[evidence], onset=utc(climb["began"]),
+        explains=CONSEQUENCES,
         mitigations=[Mitigation(action=f"Restart {service} to release the connections, then "
                                        "find what does not return them (often a new release)",
                                 risk="low")],
