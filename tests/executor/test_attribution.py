@@ -89,3 +89,23 @@ def test_a_change_on_a_caller_whose_callee_failed_first_does_not_explain_the_cal
                 anomaly("F3", "web", "code", minutes_after=0.5)]
     assert ranked(findings)[0] == ("fx", "security")
     assert findings[0].explains == []
+
+
+def test_a_location_only_finding_joins_the_cause_found_on_its_service():
+    findings = [anomaly("F1", "pricing", "capacity", confidence=0.55),
+                anomaly("F2", "pricing", "other", confidence=0.6, severity="warning"),
+                anomaly("F3", "search", "other", confidence=0.7, severity="warning")]
+    causes = rank_causes(findings)
+    assert [(c.entity.name, c.category, c.finding_ids) for c in causes][:2] == [
+        ("pricing", "capacity", ["F1", "F2"]), ("search", "other", ["F3"])]
+
+
+def test_a_finding_claimed_by_several_supports_only_the_claim_on_its_own_service():
+    hot = anomaly("F3", "feed", "resource", confidence=0.95)
+    findings = [anomaly("F1", "feed", "capacity", confidence=0.55),
+                anomaly("F2", "locale", "capacity", confidence=0.55), hot]
+    findings[0].explains = ["F3"]
+    findings[1].explains = ["F3"]
+    causes = rank_causes(findings)
+    assert (causes[0].entity.name, causes[0].finding_ids) == ("feed", ["F1", "F3"])
+    assert next(c for c in causes if c.entity.name == "locale").finding_ids == ["F2"]
