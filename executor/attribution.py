@@ -18,7 +18,7 @@ after the onsets it could explain is ruled out, and the finding says so.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from casebook.executor.record import FindingRecord
 
@@ -33,6 +33,9 @@ KIND_PRIOR = {"deploy": 1.0, "release": 1.0, "rollout": 1.0, "canary": 1.0, "fla
 # analyzers name the mechanism.
 NOT_FROM_CHANGES = {"security", "abuse", "network", "cache", "capacity", "data"}
 CHANGE_CATEGORIES = {"deploy", "config", "flag", "capacity"}
+# What travels from a service to its callers: errors, latency, timeouts. A caller's CPU or
+# memory shortage is its own.
+PROPAGATED = {"symptom", "other", "code", "dependency"}
 
 
 def is_change(finding: FindingRecord) -> bool:
@@ -59,8 +62,13 @@ def attribute_changes(findings: list[FindingRecord]) -> None:
             ruled_out[change.id] = reason
         if best_local < MIN_STRENGTH:
             continue
+        began = _local_onset(change, anomalies)
         for anomaly in anomalies:
             strength = _strength(change, anomaly)
+            if _service(anomaly) != change.facts["service"] and (
+                    anomaly.category not in PROPAGATED
+                    or (began is not None and anomaly.onset < began - SLACK)):  # type: ignore
+                continue  # a caller's own kind of trouble, or trouble that came first
             if strength >= MIN_STRENGTH and strength > claims.get(anomaly.id, (0.0, None))[0]:
                 claims[anomaly.id] = (strength, change)
 
@@ -119,6 +127,13 @@ def _strength(change: FindingRecord, anomaly: FindingRecord) -> float:
     timing = 1.0 / (1.0 + minutes / HALF_STRENGTH_MINUTES)
     prior = KIND_PRIOR.get(str(change.facts.get("kind", "")).lower(), 0.8)
     return timing * path * prior
+
+
+def _local_onset(change: FindingRecord, anomalies: list[FindingRecord]) -> datetime | None:
+    """When the changed service's own trouble began (None: known only from the version split)."""
+    tied = [a.onset for a in anomalies if _service(a) == change.facts["service"]
+            and a.onset is not None and _strength(change, a) >= MIN_STRENGTH]
+    return min(tied, default=None)
 
 
 def _local_evidence(change: FindingRecord, anomalies: list[FindingRecord]) -> float:
