@@ -129,6 +129,14 @@ def _strength(change: FindingRecord, anomaly: FindingRecord) -> float:
     return timing * path * prior
 
 
+def _from_below(anomaly: FindingRecord, downstream: list[FindingRecord]) -> bool:
+    """Whether a callee's trouble came first (or the analyzer placed it on a callee)."""
+    assert anomaly.onset is not None
+    if set(anomaly.facts.get("explained_by") or []) & {_service(d) for d in downstream}:
+        return True
+    return any(d.onset is not None and d.onset < anomaly.onset for d in downstream)
+
+
 def _local_onset(change: FindingRecord, anomalies: list[FindingRecord]) -> datetime | None:
     """When the changed service's own trouble began (None: known only from the version split)."""
     tied = [a.onset for a in anomalies if _service(a) == change.facts["service"]
@@ -148,14 +156,13 @@ def _local_strength(change: FindingRecord, anomalies: list[FindingRecord],
                     observed: list[FindingRecord]) -> tuple[float, str]:
     """The best tie to an anomaly on the changed service itself, and a reason when ruled out.
 
-    An anomaly of the changed service that one of its callees had first (or at the same time)
-    came from that callee, not from the change: a caller of a failing service fails too.
+    An anomaly of the changed service that one of its callees had first came from that callee,
+    not from the change: a caller of a failing service fails too.
     """
     service = change.facts["service"]
     callees = change.facts.get("callees") or {}
     downstream = [f for f in observed if _service(f) in callees]
-    mine = [a for a in anomalies if _service(a) == service
-            and not any(d.onset <= a.onset + SLACK for d in downstream)]  # type: ignore[operator]
+    mine = [a for a in anomalies if _service(a) == service and not _from_below(a, downstream)]
     best = max((_strength(change, a) for a in mine), default=0.0)
     best = max(best, float(change.facts.get("split_strength") or 0.0))
     if best >= MIN_STRENGTH:
