@@ -68,7 +68,7 @@ def request_burst(telemetry: Telemetry, service: str,
         burst_errors, all_errors = errors.rows[0]
         share = burst_errors / all_errors if all_errors else 0.0
         evidence.append(errors.evidence(note="error log lines from the burst accounts"))
-    explains = []
+    explains = ["retry_storm"]  # bursts of requests per calling span look like retries
     if share >= 0.5:
         explains += [n for n, f in (("error_log_spike", error_log_spike),
                                     ("error_origin", error_origin)) if f is not None]
@@ -176,7 +176,8 @@ def account_cohort(telemetry: Telemetry, service: str, request_burst: RequestBur
         evidence=[top.evidence(note="creation hour of the bursting accounts"),
                   members.evidence(note="accounts created around that hour")],
         onset=onset,
-        explains=["error_log_spike", "error_origin", "traffic_surge", "compute_saturation"],
+        explains=["error_log_spike", "error_origin", "traffic_surge", "compute_saturation",
+                  "retry_storm"],
         mitigations=[
             Mitigation(action=f"Suspend the {count:,} accounts created "
                               f"{first:%Y-%m-%d %H:%M}–{last:%H:%M} UTC pending review",
