@@ -52,9 +52,10 @@ GENERATED_CASES ?= 60
 backtest: $(STAMP)
 	@if test -d $(SHARED_DATA); then \
 		$(VENV)/bin/casebook datasets convert nezha $(SHARED_DATA)/nezha-trainticket .casebook/cases/nezha && \
+		$(VENV)/bin/casebook datasets convert nezha $(SHARED_DATA)/nezha-onlineboutique .casebook/cases/nezha-ob && \
 		$(VENV)/bin/casebook datasets convert petshop $(SHARED_DATA)/petshop .casebook/cases/petshop && \
 		$(VENV)/bin/casebook datasets convert rs $(SHARED_DATA)/rs .casebook/cases/rs && \
-		$(VENV)/bin/casebook backtest .casebook/cases/nezha .casebook/cases/petshop .casebook/cases/rs; \
+		$(VENV)/bin/casebook backtest .casebook/cases/nezha .casebook/cases/nezha-ob .casebook/cases/petshop .casebook/cases/rs; \
 	else echo "no $(SHARED_DATA): skipping the public data sets"; fi
 	rm -rf .casebook/cases/generated
 	$(VENV)/bin/casebook datasets generate .casebook/cases/generated --seed $(GENERATED_SEED) --cases $(GENERATED_CASES)

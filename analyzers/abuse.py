@@ -5,15 +5,16 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from casebook.analyzers.capacity import TrafficSurge
+from casebook.analyzers.clients import requests_cte
 from casebook.analyzers.errors import ErrorLogSpike, ErrorOrigin
 from casebook.sdk import Entity, Finding, Mitigation, Severity, Telemetry, analyzer
 
 # Minutes in which an account sent far more than its own average, kept where dozens of
 # accounts did so in the same minute (coordination, not one heavy client).
 BURST_SQL = """
-with per_minute as (
+, per_minute as (
     select account_id, time_bucket(interval '1 minute', ts) as minute, count(*) as n
-    from requests where service = ? group by all
+    from client_requests where service = ? group by all
 ), per_account as (
     select account_id, sum(n) / ? as mean_n from per_minute group by account_id
 ), spikes as (
@@ -40,7 +41,8 @@ class RequestBurst(Finding):
     error_share: float
 
 
-@analyzer(timeout_s=30, category="abuse")
+@analyzer(timeout_s=30, category="abuse",
+          reads=["requests.account_id", "spans", "logs", "attributes:account"])
 def request_burst(telemetry: Telemetry, service: str,
                   error_log_spike: ErrorLogSpike | None, error_origin: ErrorOrigin | None,
                   traffic_surge: TrafficSurge | None) -> RequestBurst | None:
@@ -48,10 +50,11 @@ def request_burst(telemetry: Telemetry, service: str,
 
     When the failing requests come from those accounts, the errors are the attack's effect.
     """
-    if not telemetry.has_table("requests"):
+    source = requests_cte(telemetry)
+    if source is None:
         return None
     minutes_in_window = telemetry.window.duration.total_seconds() / 60
-    bursts = telemetry.sql(BURST_SQL, [service, minutes_in_window])
+    bursts = telemetry.sql(source + BURST_SQL, [service, minutes_in_window])
     accounts = sorted({r[0] for r in bursts})
     if len(accounts) < 20:
         return None
@@ -65,7 +68,7 @@ def request_burst(telemetry: Telemetry, service: str,
         burst_errors, all_errors = errors.rows[0]
         share = burst_errors / all_errors if all_errors else 0.0
         evidence.append(errors.evidence(note="error log lines from the burst accounts"))
-    explains = []
+    explains = ["retry_storm"]  # bursts of requests per calling span look like retries
     if share >= 0.5:
         explains += [n for n, f in (("error_log_spike", error_log_spike),
                                     ("error_origin", error_origin)) if f is not None]
@@ -107,10 +110,14 @@ select count(*) as members,
        min(created_at) as first, max(created_at) as last
 from accounts where created_at >= ? and created_at < ?"""
 
+# Sign-ups in a usual hour: the table's accounts over the hours it spans (a batch is rare, so
+# it barely moves this; a quantile of per-hour counts would not be, on a small table).
 TYPICAL_HOUR_SQL = """
-select quantile_cont(n, 0.99) from (
-    select time_bucket(interval '1 hour', created_at) as hour, count(*) as n
-    from accounts group by hour)"""
+select count(*) / greatest(date_diff('hour', min(created_at), max(created_at)), 1)
+from accounts"""
+
+
+MIN_NEW_ACCOUNTS = 50  # new clients of a surge worth checking for a batch of sign-ups
 
 
 class AccountCohort(Finding):
@@ -122,14 +129,30 @@ class AccountCohort(Finding):
     in_burst: int
 
 
-@analyzer(timeout_s=30, category="abuse")
-def account_cohort(telemetry: Telemetry, service: str,
-                   request_burst: RequestBurst) -> AccountCohort | None:
-    """The bursting accounts were created together, in a batch of mostly dormant accounts."""
+@analyzer(timeout_s=30, category="abuse",
+          reads=["accounts.account_id", "accounts.created_at", "accounts.last_active_at"])
+def account_cohort(telemetry: Telemetry, service: str, request_burst: RequestBurst | None,
+                   traffic_surge: TrafficSurge | None) -> AccountCohort | None:
+    """The bursting accounts, or the new clients of a surge, were created together, in a batch
+    of mostly dormant accounts.
+
+    The second catches low-and-slow abuse: a hundred new accounts, each under any per-account
+    limit, whose traffic together looks like a capacity surge.
+    """
     if not telemetry.has_table("accounts"):
         return None
-    top = telemetry.sql(COHORT_SQL, [request_burst.accounts])
-    if not top or top.rows[0][1] < 0.5 * len(request_burst.accounts):
+    if request_burst is not None:
+        accounts, onset, what = request_burst.accounts, request_burst.onset, "bursting"
+    elif traffic_surge is not None and traffic_surge.new_clients >= MIN_NEW_ACCOUNTS:
+        accounts, onset, what = traffic_surge.new_accounts, traffic_surge.onset, "new"
+    else:
+        return None
+    top = telemetry.sql(COHORT_SQL, [accounts])
+    # A burst is mostly the cohort; a surge's new clients also hold real newcomers, so a batch
+    # of dozens among them is enough.
+    needed = 0.5 * len(accounts) if what == "bursting" else \
+        max(MIN_NEW_ACCOUNTS, 0.25 * len(accounts))
+    if not top or top.rows[0][1] < needed:
         return None
     _, in_burst, burst_first, burst_last = top.rows[0]
     margin = timedelta(minutes=5)
@@ -143,7 +166,7 @@ def account_cohort(telemetry: Telemetry, service: str,
     spread = max(1, round((last - first).total_seconds() / 60))
     return AccountCohort(
         title=f"Fake-account cohort: {count:,} accounts created within {spread} minutes",
-        summary=f"{in_burst} of the {len(request_burst.accounts)} bursting accounts belong "
+        summary=f"{in_burst} of the {len(accounts)} {what} accounts sending to {service} belong "
                 f"to {count:,} accounts created between {first:%Y-%m-%d %H:%M} and "
                 f"{last:%H:%M} UTC; {share:.0%} of them were never used after creation. This is "
                 "abuse, not a code bug.",
@@ -152,8 +175,9 @@ def account_cohort(telemetry: Telemetry, service: str,
                   Entity(kind="account_cohort", name=f"created {first:%Y-%m-%d %H:%M}")],
         evidence=[top.evidence(note="creation hour of the bursting accounts"),
                   members.evidence(note="accounts created around that hour")],
-        onset=request_burst.onset,
-        explains=["error_log_spike", "error_origin", "traffic_surge"],
+        onset=onset,
+        explains=["error_log_spike", "error_origin", "traffic_surge", "compute_saturation",
+                  "retry_storm"],
         mitigations=[
             Mitigation(action=f"Suspend the {count:,} accounts created "
                               f"{first:%Y-%m-%d %H:%M}–{last:%H:%M} UTC pending review",

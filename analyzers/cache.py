@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from casebook.analyzers.capacity import ComputeSaturation, TrafficSurge
-from casebook.analyzers.shapes import find_shift, metric_series
+from casebook.analyzers.shapes import counter_rates, find_shift, metric_series
 from casebook.sdk import (
     Alert,
     Entity,
@@ -14,6 +14,9 @@ from casebook.sdk import (
     analyzer,
 )
 from casebook.sdk.models import utc
+
+DOWNSTREAM = ["code_path_change", "latency_origin", "failure_origin", "error_log_spike",
+              "error_origin"]
 
 
 def caches(telemetry: Telemetry) -> list[str]:
@@ -30,7 +33,8 @@ class CacheCollapse(Finding):
     explained: list[str]
 
 
-@analyzer(fan_out={"cache": caches}, timeout_s=20, category="cache")
+@analyzer(fan_out={"cache": caches}, timeout_s=20, category="cache",
+          reads=["metrics:cache_hit_ratio", "metrics:http_requests_total"])
 def cache_collapse(alert: Alert, telemetry: Telemetry, cache: str,
                    traffic_surge: TrafficSurge | None,
                    compute_saturation: ComputeSaturation | None) -> CacheCollapse | None:
@@ -49,15 +53,16 @@ def cache_collapse(alert: Alert, telemetry: Telemetry, cache: str,
     explained = [name for name, finding in (("traffic_surge", traffic_surge),
                                             ("compute_saturation", compute_saturation))
                  if finding is not None and finding.onset is not None and finding.onset >= onset]
+    # What an empty cache sends downstream: callers that start querying the database (a new
+    # code path) and a database that slows down or fails under the load.
+    consequences = [*explained, *DOWNSTREAM]
     evidence = window.evidence(limit=5, note="cache hit ratio per minute")
     evidence.series = {f"{cache} hit ratio": [(t, float(v)) for t, v in window.rows]}
     service = alert.service
     if service:
-        requests = telemetry.sql(
-            "select time_bucket(interval '1 minute', ts) as minute, sum(value) as value "
-            "from metrics where name = 'http_requests_total' and service = ? "
-            "group by minute order by minute", [service])
-        evidence.series[f"{service} requests per minute"] = [(t, float(v)) for t, v in requests]
+        requests = counter_rates(telemetry, "http_requests_total", [service])
+        evidence.series[f"{service} requests per minute"] = [(t, float(v))
+                                                             for _, t, v in requests]
     after = ", which preceded " + " and ".join(e.replace("_", " ") for e in explained) \
         if explained else ""
     return CacheCollapse(
@@ -66,7 +71,7 @@ def cache_collapse(alert: Alert, telemetry: Telemetry, cache: str,
                 f"{onset:%H:%M} UTC{after}.",
         severity=Severity.CRITICAL, confidence=0.9 if explained else 0.7, category="cache",
         entities=[Entity.service(cache)], evidence=[evidence], onset=onset,
-        explains=explained,
+        explains=consequences,
         mitigations=[Mitigation(action=f"Restore {cache} (warm it, roll back what emptied it) "
                                        "before adding capacity",
                                 detail="added capacity would only absorb recomputation",

@@ -128,7 +128,8 @@ class CodePathSurvey(Finding):
     graph_source: str
 
 
-@analyzer(timeout_s=90, category="symptom", tags=("survey",))
+@analyzer(timeout_s=90, category="symptom", tags=("survey",),
+          reads=["spans", "logs.message", "logs.span_id"])
 def code_path_survey(alert: Alert, telemetry: Telemetry) -> CodePathSurvey | None:
     """Services whose operations stopped or started writing a log line or making a call."""
     if not (telemetry.has_table("spans") and telemetry.has_table("logs")):

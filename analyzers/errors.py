@@ -31,7 +31,8 @@ class ErrorLogSpike(Finding):
     sample: str
 
 
-@analyzer(timeout_s=30, category="code")
+@analyzer(timeout_s=30, category="code",
+          reads=["logs.level", "logs.message", "attributes:exception"])
 def error_log_spike(alert: Alert, telemetry: Telemetry) -> ErrorLogSpike | None:
     """An error class (exception or message template) appeared or multiplied in the logs."""
     now = telemetry.sql(ERROR_CLASSES_SQL.format(since=""))
@@ -80,7 +81,7 @@ class ErrorOrigin(Finding):
     baseline_count: int
 
 
-@analyzer(timeout_s=30, category="code")
+@analyzer(timeout_s=30, category="code", reads=["spans.status", "spans.parent_span_id"])
 def error_origin(alert: Alert, telemetry: Telemetry) -> ErrorOrigin | None:
     """The service and operation where failing traces start failing (errors it raised itself)."""
     if not telemetry.has_table("spans"):

@@ -29,12 +29,31 @@ from casebook.sdk import (
 )
 
 GAPS_SQL = """
-with calls as (
+with children as (
+    select trace_id, parent_span_id, service, start_ts, duration_ms,
+           start_ts + to_microseconds((duration_ms * 1000)::bigint) as end_ts
+    from spans where parent_span_id is not null
+), placed as (
+    select *,
+           max(end_ts) over (partition by trace_id, parent_span_id order by start_ts
+                             rows between unbounded preceding and 1 preceding) as prev_end,
+           min(start_ts) over (partition by trace_id, parent_span_id order by start_ts
+                               rows between 1 following and unbounded following) as next_start
+    from children
+), calls as (
+    -- The wait around one call: from the end of the sibling called just before it (or the
+    -- parent's start) to its start, and from its end to the next sibling's start (or the
+    -- parent's end). Siblings called one after another are not part of it; siblings that
+    -- overlap it (parallel calls) are ignored.
     select p.service as caller, c.service as callee,
-           p.duration_ms - c.duration_ms as gap_ms,
+           epoch_ms(c.start_ts - case when c.prev_end <= c.start_ts then c.prev_end
+                                      else p.start_ts end)
+           + epoch_ms(case when c.next_start >= c.end_ts then c.next_start
+                           else p.start_ts + to_microseconds((p.duration_ms * 1000)::bigint)
+                      end - c.end_ts) as gap_ms,
            c.start_ts >= ? as after,
            time_bucket(interval '1 minute', c.start_ts) as minute
-    from spans c join spans p on c.trace_id = p.trace_id and c.parent_span_id = p.span_id
+    from placed c join spans p on c.trace_id = p.trace_id and c.parent_span_id = p.span_id
     where c.service <> p.service and p.duration_ms >= c.duration_ms
 ), minutes as (
     select caller, callee, minute, median(gap_ms) as gap, count(*) as n
@@ -84,7 +103,8 @@ class NetworkSurvey(Finding):
     placed: list[NetworkSuspect]
 
 
-@analyzer(timeout_s=60, category="symptom", tags=("survey",))
+@analyzer(timeout_s=60, category="symptom", tags=("survey",),
+          reads=["spans.start_ts", "spans.duration_ms", "spans.parent_span_id"])
 def network_survey(alert: Alert, telemetry: Telemetry) -> NetworkSurvey | None:
     """Services most of whose calls (in and out) spend much longer between client and server."""
     if not telemetry.has_table("spans"):

@@ -35,3 +35,38 @@ def with_history(telemetry: Telemetry, alert: Alert) -> Telemetry:
 def naive(moment: datetime) -> datetime:
     """The same instant as a naive UTC datetime, the form telemetry timestamps are bound in."""
     return utc(moment).replace(tzinfo=None)
+
+
+# How far before the alert a fault may have begun: alerts wait for a breach to last (`for: 5m`)
+# and evaluate every minute or so.
+MAX_ALERT_DELAY = timedelta(minutes=15)
+
+
+def series_onset(times: list[datetime], values: list[float], alert_at: datetime,
+                 higher_is_worse: bool = True) -> datetime | None:
+    """When a series became bad, up to MAX_ALERT_DELAY before the alert; None if it was not.
+
+    The usual range comes from the samples before that reach (median and robust spread); the
+    onset is the first sample of the unbroken run of unusual samples that reaches the alert.
+    A baseline that ends there does not swallow the faulty minutes before the alert fired.
+    """
+    reach = alert_at - MAX_ALERT_DELAY
+    history = [v for t, v in zip(times, values, strict=True) if t < reach]
+    if len(history) < 5:
+        return None
+    ordered = sorted(history)
+    middle = ordered[len(ordered) // 2]
+    spread = 1.4826 * sorted(abs(v - middle) for v in history)[len(history) // 2]
+    margin = max(4 * spread, 0.2 * abs(middle), 1e-9)
+
+    def bad(value: float) -> bool:
+        return value > middle + margin if higher_is_worse else value < middle - margin
+
+    onset = None
+    for t, v in sorted(zip(times, values, strict=True), reverse=True):
+        if t >= alert_at:
+            continue
+        if t < reach or not bad(v):
+            break
+        onset = t
+    return onset

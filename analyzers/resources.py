@@ -9,9 +9,10 @@ they describe the machine, not the service.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
-from casebook.analyzers.periods import METRIC_LEAD, naive, onset_of
+from casebook.analyzers.periods import METRIC_LEAD, naive, onset_of, series_onset
 from casebook.sdk import (
     Alert,
     Entity,
@@ -28,18 +29,15 @@ MACHINE = re.compile(r"^(node|host|machine)_", re.IGNORECASE)
 
 PODS_SQL = """
 select service, coalesce(labels['pod'], labels['instance'], service) as pod, name,
-       quantile_cont(value, 0.5) filter (where ts < ?) as usual,
-       quantile_cont(value, 0.9) filter (where ts < ?) as usual_high,
-       count(*) filter (where ts < ?) as samples_before,
-       max(value) filter (where ts >= ?) as peak,
-       arg_max(ts, value) filter (where ts >= ?) as peak_at,
-       quantile_cont(value, 0.5) filter (where ts >= ?) as level_after
+       list(ts order by ts) as times, list(value order by ts) as vals
 from metrics where name in ({names})
 group by all"""
 METRIC_NAMES_SQL = "select distinct name from metrics order by name"
 
 MIN_SAMPLES = 5
-MIN_RATIO = 3.0  # the peak must be this many times the usual high (90th percentile)
+MIN_RATIO = 3.0  # the peak must be this many times the usual high (90th percentile)...
+PINNED = 0.97  # ...unless it is pinned at its limit (a share of it this full)...
+MIN_PINNED_RATIO = 2.0  # ...from a usual high at most half of that
 
 
 def resource_metrics(telemetry: Telemetry, kind: str) -> list[str]:
@@ -83,13 +81,15 @@ class ResourceShortage(Finding):
     ratio: float
 
 
-@analyzer(fan_out={"service": cpu_services}, timeout_s=20, category="resource")
+@analyzer(fan_out={"service": cpu_services}, timeout_s=20, category="resource",
+          reads=["metrics:*cpu*_ratio", "labels:pod", "labels:instance"])
 def cpu_contention(alert: Alert, telemetry: Telemetry, service: str) -> ResourceShortage | None:
     """A pod of the service used far more CPU than usual after the onset, up to its limit."""
     return _shortage(alert, telemetry, service, "cpu")
 
 
-@analyzer(fan_out={"service": memory_services}, timeout_s=20, category="resource")
+@analyzer(fan_out={"service": memory_services}, timeout_s=20, category="resource",
+          reads=["metrics:*memory*_ratio", "labels:pod", "labels:instance"])
 def memory_pressure(alert: Alert, telemetry: Telemetry, service: str) -> ResourceShortage | None:
     """A pod of the service filled its memory after the onset (a leak or a hog)."""
     return _shortage(alert, telemetry, service, "memory")
@@ -101,12 +101,11 @@ def _shortage(
     names = resource_metrics(telemetry, kind)
     if not names:
         return None
-    onset = naive(onset_of(alert))
-    after = onset - METRIC_LEAD
+    alert_at = naive(onset_of(alert))
     query = PODS_SQL.format(names=", ".join("?" for _ in names))
-    result = telemetry.shared(query, [onset, onset, onset, after, after, onset, *names])
+    result = telemetry.shared(query, names)
     mine = [r for r in result.rows if r[0] == service]
-    rows = [dict(zip(result.columns, r, strict=True)) for r in mine]
+    rows = [_periods(r, alert_at) for r in mine]
     judged = [j for j in (_judge(r) for r in rows) if j is not None]
     if not judged:
         return None
@@ -118,13 +117,17 @@ def _shortage(
     severity = Severity.CRITICAL if confidence >= 0.85 else Severity.WARNING
     level = f"{row['peak']:.4g}" + (f" ({full:.0%} of its limit)" if full is not None else "")
     what = "CPU" if kind == "cpu" else "memory"
-    evidence = QueryResult(result.query, result.params, result.columns, mine).evidence(
+    shown = [[r["service"], r["pod"], r["name"], r["usual"], r["usual_high"], r["peak"],
+              r["peak_at"], r["began"]] for r in rows]
+    evidence = QueryResult(result.query, result.params, ["service", "pod", "name", "usual",
+                                                         "usual_high", "peak", "peak_at",
+                                                         "began"], shown).evidence(
         note=f"{what} of {service}'s pods before and after the onset"
     )
     return ResourceShortage(
         title=f"{service} short of {what} ({row['pod']})",
         summary=f"{row['name']} of {row['pod']} rose from a usual {row['usual']:.4g} to "
-        f"{level} after {onset:%H:%M} UTC, {ratio:.0f}x its usual high.",
+        f"{level} after {row['began']:%H:%M} UTC, {ratio:.0f}x its usual high.",
         severity=severity,
         confidence=round(confidence, 4),
         category="resource",
@@ -148,15 +151,43 @@ def _shortage(
     )
 
 
+def _periods(row: tuple[Any, ...], alert_at: datetime) -> dict[str, Any]:
+    """One pod's series split at its own onset: the usual range before, the peak after."""
+    service, pod, name, times, values = row
+    found = series_onset(times, values, alert_at)
+    began = found if found is not None and found < alert_at - METRIC_LEAD else alert_at - METRIC_LEAD
+    before = sorted(v for t, v in zip(times, values, strict=True) if t < began)
+    after = [(v, t) for t, v in zip(times, values, strict=True) if t >= began]
+    peak, peak_at = max(after, default=(None, None), key=lambda p: p[0] if p[0] is not None
+                        else float("-inf"))
+    return {
+        "service": service, "pod": pod, "name": name, "split": began,
+        "began": found if found is not None else alert_at,
+        "usual": _quantile(before, 0.5), "usual_high": _quantile(before, 0.9),
+        "samples_before": len(before), "peak": peak, "peak_at": peak_at,
+    }
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    """Linear-interpolated quantile of sorted values (0.0 for none), as DuckDB's quantile_cont."""
+    if not ordered:
+        return 0.0
+    position = q * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
 def _judge(row: dict[str, Any]) -> tuple[float, dict[str, Any]] | None:
     """(strength, row) when the pod's peak is far above its usual range, else None."""
     if (row["samples_before"] or 0) < MIN_SAMPLES or row["peak"] is None:
         return None
     high = max(row["usual_high"] or 0.0, 1e-9)
     ratio = row["peak"] / high
-    if ratio < MIN_RATIO:
-        return None
     full = _fullness(row["peak"], row["name"]) if SHARE.search(row["name"]) else None
+    pinned = full is not None and full >= PINNED and ratio >= MIN_PINNED_RATIO
+    if ratio < MIN_RATIO and not pinned:
+        return None
     if full is not None and full < 0.5:
         return None  # a share of a limit that stayed under half is busy, not short
     return (full if full is not None else 0.5) * ratio, row

@@ -18,7 +18,8 @@ class FailingAnalyzer(Finding):
     failures: int
 
 
-@analyzer(match=ABOUT_CASEBOOK, timeout_s=15, category="code")
+@analyzer(match=ABOUT_CASEBOOK, timeout_s=15, category="code",
+          reads=["spans.status", "attributes:casebook.analyzer"])
 def failing_analyzer(telemetry: Telemetry) -> FailingAnalyzer | None:
     """The analyzer whose invocations failed most often, from casebook's own spans."""
     worst = telemetry.sql(
@@ -44,7 +45,8 @@ class SlowAnalyzer(Finding):
     invocations: int
 
 
-@analyzer(match=ABOUT_CASEBOOK, timeout_s=15, category="code")
+@analyzer(match=ABOUT_CASEBOOK, timeout_s=15, category="code",
+          reads=["spans.duration_ms", "attributes:casebook.analyzer"])
 def slow_analyzer(telemetry: Telemetry) -> SlowAnalyzer | None:
     """The analyzer that spends the most time per investigation, when it dominates."""
     rows = telemetry.sql(

@@ -70,3 +70,41 @@ def _median(values: list[float]) -> float:
         return 0.0
     mid = n // 2
     return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+# A counter may be cumulative or per interval (docs/telemetry.md). Each label set of each
+# service is one series; a series whose value rises at nearly every change is cumulative, and
+# its rate is the rise between samples (a fall is a restart from zero: the new value counts).
+RATE_SQL = """
+with samples as (
+    select service, ts, value,
+           lag(value) over (partition by service, labels order by ts) as prev
+    from metrics where name = ? and service in ({services})
+), styles as (
+    select service,
+           count(*) filter (where value > prev) >= 0.9 * count(*) filter (where value <> prev)
+           and count(*) filter (where value <> prev) >= 3 as cumulative
+    from samples group by service
+)
+select s.service, time_bucket(interval '1 minute', s.ts) as minute,
+       sum(case when not st.cumulative then s.value
+                when s.prev is null then null
+                when s.value >= s.prev then s.value - s.prev
+                else s.value end) as value
+from samples s join styles st using (service)
+group by all having value is not null order by s.service, minute"""
+
+
+def counter_rates(telemetry: Telemetry, name: str, services: list[str]) -> QueryResult:
+    """Per-minute rates of a counter for each service (columns service, minute, value)."""
+    marks = ", ".join("?" for _ in services)
+    return telemetry.sql(RATE_SQL.format(services=marks), [name, *services])
+
+
+def rate_series(telemetry: Telemetry, name: str, service: str) -> tuple[QueryResult, QueryResult]:
+    """(window, baseline) per-minute rates of one counter of one service, either style."""
+    def one(handle: Telemetry) -> QueryResult:
+        result = counter_rates(handle, name, [service])
+        return QueryResult(result.query, result.params, ["minute", "value"],
+                           [(m, v) for _, m, v in result.rows])
+    return one(telemetry), one(telemetry.baseline())

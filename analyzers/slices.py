@@ -32,7 +32,8 @@ class KpiDrillDown(Finding):
     explained: float
 
 
-@analyzer(when=names_a_kpi_table, timeout_s=60, category="data")
+@analyzer(when=names_a_kpi_table, timeout_s=60, category="data",
+          reads=["annotation:table"])
 def kpi_drilldown(alert: Alert, telemetry: Telemetry) -> KpiDrillDown | None:
     """The slices (dim=value combinations) that explain the change of the KPI's total."""
     notes = alert.annotations

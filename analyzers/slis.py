@@ -14,12 +14,19 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from statistics import median
 
 from pydantic import BaseModel
 
 from casebook.analyzers.dependencies import Signal, Suspect, call_graph, localize
-from casebook.analyzers.periods import METRIC_LEAD, naive, onset_of, with_history
+from casebook.analyzers.periods import (
+    METRIC_LEAD,
+    naive,
+    onset_of,
+    series_onset,
+    with_history,
+)
 from casebook.sdk import (
     Alert,
     Entity,
@@ -29,14 +36,13 @@ from casebook.sdk import (
     analyzer,
     from_finding,
 )
+from casebook.sdk.models import utc
 
 SERIES_SQL = """
 with samples as (
     select service, ts, avg(value) as value from metrics where name = ? group by all
 )
-select service,
-       list(value order by ts) filter (where ts < ?) as before,
-       list(value order by ts) filter (where ts >= ?) as after
+select service, list(ts order by ts) as times, list(value order by ts) as vals
 from samples group by service order by service"""
 COVERAGE_SQL = """
 select name, count(distinct service) as services from metrics
@@ -45,6 +51,7 @@ where regexp_matches(name, ?, 'i') group by name"""
 MIN_HISTORY = 12  # samples: below this the history is too short for tail probabilities
 RARE_TAIL = 0.02  # as bad as at most this share of the history...
 MIN_Z = 2.0  # ...and this many robust standard deviations beyond its median
+SHORT_TAIL_Z = 3.0  # with under 50 samples, worse than all of them and this many deviations
 SHORT_HISTORY_RISE = 0.5  # with a short history: at least +50% of the usual value
 MAX_SUSPECTS = 8
 # Statistics in order of preference when several series of one indicator exist.
@@ -74,6 +81,7 @@ class IndicatorChange(BaseModel):
     rarity: float | None  # share of history at least as bad (None: history too short)
     z: float
     history: int
+    began: datetime | None = None  # when the series turned bad, if before the alert
 
 
 class SliSurvey(Finding):
@@ -86,13 +94,17 @@ class SliSurvey(Finding):
     short_history: bool
 
 
-@analyzer(timeout_s=60, category="symptom", tags=("survey",))
+@analyzer(timeout_s=60, category="symptom", tags=("survey",),
+          reads=["metrics:*latency*", "metrics:*duration*", "metrics:*response_time*",
+                 "calls.caller", "calls.callee", "spans"])
 def latency_survey(alert: Alert, telemetry: Telemetry) -> SliSurvey | None:
     """Services whose latency rose far beyond their history, placed on the call graph."""
     return _survey(alert, telemetry, LATENCY)
 
 
-@analyzer(timeout_s=60, category="symptom", tags=("survey",))
+@analyzer(timeout_s=60, category="symptom", tags=("survey",),
+          reads=["metrics:*availability*", "metrics:*success_rate*", "calls.caller",
+                 "calls.callee", "spans"])
 def availability_survey(alert: Alert, telemetry: Telemetry) -> SliSurvey | None:
     """Services whose availability fell far below their history, placed on the call graph."""
     return _survey(alert, telemetry, AVAILABILITY)
@@ -137,10 +149,17 @@ def _survey(alert: Alert, telemetry: Telemetry, indicator: Indicator) -> SliSurv
         return None
     onset = naive(onset_of(alert))
     after = onset - METRIC_LEAD
-    result = history.sql(SERIES_SQL, [metric, after, after])
+    result = history.sql(SERIES_SQL, [metric])
     changes = {}
-    for service, before, later in result:
-        change = _change(service, metric, before or [], later or [], indicator)
+    for service, times, values in result:
+        # The history ends where this series turned bad, which may be before the alert.
+        began = series_onset(times, values, onset, indicator.higher_is_worse) or after
+        split = min(began, after)
+        before = [v for t, v in zip(times, values, strict=True) if t < split]
+        later = [v for t, v in zip(times, values, strict=True) if t >= split]
+        change = _change(service, metric, before, later, indicator)
+        if change is not None and began < after:
+            change = change.model_copy(update={"began": began})
         if change is not None:
             changes[service] = change
     if not changes:
@@ -217,7 +236,11 @@ def _change(
         scale = max(spread, tail, 0.05 * abs(usual), floor)
         rarity = (sum(1 for v in past if v >= level) + 1) / (len(past) + 1)
         z = delta / scale
-        if rarity > RARE_TAIL or z < MIN_Z:
+        # Worse than every sample of a short history is as rare as that history can tell;
+        # it must then stand further out.
+        floor_rarity = 1 / (len(past) + 1)
+        short_tail = floor_rarity > RARE_TAIL
+        if rarity > max(RARE_TAIL, floor_rarity) or z < (SHORT_TAIL_Z if short_tail else MIN_Z):
             return None
     else:
         rarity = None
@@ -305,7 +328,7 @@ def _origin(alert: Alert, service: str, survey: SliSurvey, category: str) -> Ind
         category=category,
         entities=[Entity.service(service)],
         evidence=[evidence] if evidence else [],
-        onset=survey.onset,
+        onset=_began(survey, service),
         service=service,
         indicator=survey.indicator,
         metric=change.metric,
@@ -320,3 +343,9 @@ def _alert_concerns(alert: Alert, indicator: str) -> bool:
     """Whether the alert is about this indicator (by name, labels or annotations)."""
     words = " ".join([alert.name, *alert.labels.values(), *alert.annotations.values()])
     return indicator.lower() in words.lower()
+
+
+def _began(survey: SliSurvey, service: str) -> datetime | None:
+    """When the service's indicator turned bad: its own series' onset, else the survey's."""
+    change = survey.changes.get(service)
+    return utc(change.began) if change is not None and change.began else survey.onset

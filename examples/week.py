@@ -287,7 +287,7 @@ VOTES = {
     ),
     "capacity": (
         False,
-        "recent_change",
+        "change_event",
         (
             "the flag change had nothing to do with it",
             "real traffic from the new clients; not the flag",

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from casebook.executor.alert_bodies import LATEST, MIN_WINDOW_MINUTES, window_sides
+from casebook.executor.attribution import attribute_changes
 from casebook.executor.errors import UserError
 from casebook.executor.observability import trace_investigation
 from casebook.executor.planner import Limits, Plan
@@ -166,6 +167,7 @@ def _fill(record: InvestigationRecord, plan: Plan) -> None:
             facts=finding.facts(), led_from=led_from, explains=list(dict.fromkeys(explains)),
             owner=_owner(plan, outcome.analyzer),
         ))
+    attribute_changes(record.findings)
     record.causes = rank_causes(record.findings)
 
 

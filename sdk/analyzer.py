@@ -9,7 +9,7 @@ import types
 import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, get_args, get_origin
+from typing import Any, ClassVar, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -29,6 +29,8 @@ DEFAULT_TIMEOUT_S = 30.0
 INJECTED = {Alert: "alert", TimeWindow: "window", Telemetry: "telemetry"}
 PLAIN_TYPES = (str, int, float, bool)
 NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_]*$")
+READ_PATTERN = re.compile(r"^([a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_.]*)?|"
+                          r"(metrics|labels|attributes|annotation):[A-Za-z0-9_.*]+)$")
 
 
 @dataclass(frozen=True)
@@ -68,22 +70,31 @@ def from_finding(analyzer: str, field: str) -> FromFinding:
 
 @dataclass(frozen=True)
 class DataNeed:
-    """One thing an analyzer reads: a table, a metric name in `metrics`, or a column.
+    """One declared read: a table, a column, a metric name (or pattern), or a label, attribute
+    or annotation key.
 
-    Written as `"logs"`, `"metrics:http_requests_total"` or `"spans.attributes"`.
+    Written as `"logs"`, `"logs.message"`, `"metrics:http_requests_total"`,
+    `"metrics:*_disk_usage_ratio"`, `"labels:pod"`, `"attributes:account"`.
     """
 
     table: str
     name: str | None = None
     column: str | None = None
 
+    # Keys inside maps and tables an alert names: documented, not checked before a run.
+    UNCHECKED: ClassVar[tuple[str, ...]] = ("labels", "attributes", "annotation")
+
     @classmethod
     def parse(cls, text: str) -> DataNeed:
-        table, _, name = text.partition(":")
-        table, _, column = table.partition(".")
-        if not NAME_PATTERN.match(table) or (column and not NAME_PATTERN.match(column)):
-            raise ValueError(text)
-        return cls(table, name or None, column or None)
+        kind, colon, name = text.partition(":")
+        if colon:
+            return cls(kind, name or None)
+        table, _, column = text.partition(".")
+        return cls(table, None, column or None)
+
+    @property
+    def checkable(self) -> bool:
+        return self.table not in self.UNCHECKED
 
     def __str__(self) -> str:
         if self.name:
@@ -91,9 +102,10 @@ class DataNeed:
         return f"{self.table}.{self.column}" if self.column else self.table
 
     def describe(self) -> str:
+        if self.name and self.table == "metrics":
+            return f"metric {self.name!r}"
         if self.name:
-            noun = "metric" if self.table == "metrics" else f"{self.table} name"
-            return f"{noun} {self.name!r}"
+            return f"{self.table} key {self.name!r}"
         if self.column:
             return f"column {self.table}.{self.column}"
         return f"table {self.table!r}"
@@ -141,8 +153,13 @@ class AnalyzerSpec:
     tags: tuple[str, ...]
     location: str
     owner: str | None = None
-    reads: tuple[DataNeed, ...] = ()
+    reads: tuple[str, ...] = ()  # as declared; `needs` parses them
     memory_mb: int | None = None  # the invocation's memory ceiling; None: the worker's ceiling
+
+    @property
+    def needs(self) -> tuple[DataNeed, ...]:
+        """The declared reads, parsed."""
+        return tuple(DataNeed.parse(item) for item in self.reads)
 
     @property
     def qualified_name(self) -> str:
@@ -230,6 +247,10 @@ def analyzer(
 
     >>> @analyzer(match={"alertname": "HighErrorRate"}, reads=["logs"])
     ... def error_spike(telemetry: Telemetry, service: str) -> ErrorSpike | None: ...
+
+    `reads` names the telemetry the analyzer needs, as `table`, `table.column`,
+    `metrics:<name pattern>`, `labels:<key>`, `attributes:<key>` or `annotation:<key>` (a table
+    the alert names); docs/telemetry.md lists them.
     """
 
     def decorate(fn: F) -> F:
@@ -415,15 +436,13 @@ def _build_spec(
                 f"`PACK = Pack(categories=[{category!r}])`")
     if owner is not None and (not isinstance(owner, str) or not owner.strip()):
         problem(f"owner={owner!r} is not a team name", "use e.g. owner='payments-sre'")
-    needs: list[DataNeed] = []
-    for text in ([reads] if isinstance(reads, str) else list(reads)):
-        try:
-            needs.append(DataNeed.parse(str(text)))
-        except ValueError:
-            problem(f"reads entry {text!r} is not a table, 'table:name' or 'table.column'",
-                    "write e.g. reads=['logs', 'metrics:http_requests_total', "
-                    "'spans.attributes']")
 
+    declared = [reads] if isinstance(reads, str) else list(reads)
+    for item in declared:
+        if not isinstance(item, str) or not READ_PATTERN.match(item):
+            problem(f"reads entry {item!r} is not a table or a `kind:name` declaration",
+                    "use e.g. reads=['events', 'logs.message', 'metrics:http_requests_total', "
+                    "'labels:pod', 'attributes:account']")
     if problems:
         return None, problems
     doc = inspect.getdoc(fn) or ""
@@ -444,7 +463,7 @@ def _build_spec(
         tags=tuple(tags),
         location=_location(fn),
         owner=owner,
-        reads=tuple(needs),
+        reads=tuple(declared),
         memory_mb=memory_mb,
     )
     return spec, problems

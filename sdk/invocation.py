@@ -124,12 +124,15 @@ def run_invocation(
         if upstream.get(name) is None and not ref.optional:
             return Outcome(key, spec.name, params, Status.SKIPPED,
                            error=f"upstream analyzer '{name}' found nothing", started_at=started)
-    if spec.reads:
+    needs = spec.needs
+    if needs and all(need.checkable for need in needs):
+        # Skipped only when nothing it declares is there: analyzers often read one of several
+        # sources (spans or logs), and one present source is enough to run.
         try:
-            absent = telemetry.missing(spec.reads)
+            absent = telemetry.missing(needs)
         except Exception as exc:  # a store that cannot answer is the analyzer's own problem
             absent = [f"(could not check: {exc})"]
-        if absent:
+        if len(absent) == len(needs):
             return Outcome(key, spec.name, params, Status.SKIPPED, started_at=started,
                            error=f"{MISSING_DATA}{', '.join(absent)} (declared in reads=); "
                                  "send that telemetry, or fix the analyzer's reads=")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import fnmatch
 import inspect
 import re
 import textwrap
@@ -53,12 +54,14 @@ def undeclared_reads(spec: Any) -> list[str]:
 
     Only analyzers that declare `reads=` are checked; SQL built at run time is not seen.
     """
-    if not spec.reads:
+    needs = spec.needs
+    if not needs:
         return []
     tables, metrics = sql_reads(spec.func)
-    declared_tables = {need.table for need in spec.reads}
-    declared_metrics = {need.name for need in spec.reads if need.table == "metrics" and need.name}
+    declared_tables = {need.table for need in needs if need.checkable}
+    patterns = [need.name for need in needs if need.table == "metrics" and need.name]
     missing = sorted(t for t in tables - declared_tables)
-    if declared_metrics and "metrics" in tables:
-        missing += sorted(f"metrics:{m}" for m in metrics - declared_metrics)
+    if patterns and "metrics" in tables:
+        missing += sorted(f"metrics:{m}" for m in metrics
+                          if not any(fnmatch.fnmatch(m, p) for p in patterns))
     return missing

@@ -9,6 +9,7 @@ SET are refused, and no setting can be changed back.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -184,19 +185,25 @@ class Telemetry:
         return name in self.tables
 
     def missing(self, needs: Iterable[Any]) -> list[str]:
-        """Which declared needs (`DataNeed`s) this window cannot meet, described for people."""
+        """Which declared needs (`DataNeed`s) this window cannot meet, described for people.
+
+        Keys inside maps (labels, attributes) are not checked; metric names may be patterns.
+        """
         absent: list[str] = []
         for need in needs:
+            if not need.checkable:
+                continue
             if need.table not in self.tables:
                 absent.append(f"table {need.table!r}")
             elif need.name and need.table == "metrics":
                 names = self.shared("select distinct name from metrics").column("name")
-                if need.name not in names:
+                if not fnmatch.filter([str(n) for n in names], need.name):
                     absent.append(f"metric {need.name!r}")
             elif need.column:
-                columns = self.shared(f"select * from {need.table} limit 0").columns
-                if need.column not in columns:
-                    absent.append(f"column {need.table}.{need.column}")
+                column = need.column.split(".", 1)[0]
+                columns = self.shared(f'select * from "{need.table}" limit 0').columns
+                if column not in columns:
+                    absent.append(f"column {need.table}.{column}")
         return absent
 
     def between(self, start: datetime, end: datetime) -> Telemetry:

@@ -132,7 +132,17 @@ def _load_day(con: duckdb.DuckDBPyConnection, src: Path, folder: Path) -> Day:
     trace_files = _files(folder / "trace") + _files(construct / "trace")
     if not metric_files or not log_files or not trace_files:
         raise DatasetLayoutError(f"no metric, log or trace CSV files under {folder}. {LAYOUT}")
-    con.register("metric_rows", pa.concat_tables(_metric_rows(p) for p in metric_files))
+    tables = []
+    for path in metric_files:
+        table = _metric_rows(path)
+        if table is None:  # a call-graph file (Source, Target, ...), not a pod's metrics
+            notes.append(f"skipped {path.name}: no PodName or ServiceName column, not a pod's "
+                         "metrics")
+        else:
+            tables.append(table)
+    if not tables:
+        raise DatasetLayoutError(f"no per-pod metric file under {folder / 'metric'}. {LAYOUT}")
+    con.register("metric_rows", pa.concat_tables(tables))
     con.execute("create table metrics as select * from metric_rows")
     con.register("raw_logs", _read_all(src, log_files, LOG_TYPES, notes))
     con.register("raw_spans", _read_all(src, trace_files, TRACE_TYPES, notes))
@@ -245,8 +255,12 @@ def _read_all(
     return pa.concat_tables(tables, promote_options="permissive")
 
 
-def _metric_rows(path: Path) -> pa.Table:
-    """Every metric column of one file as rows (ts, name, service, value, labels)."""
+def _metric_rows(path: Path) -> pa.Table | None:
+    """Every metric column of one file as rows (ts, name, service, value, labels).
+
+    None for a file that is not per pod or per service (OnlineBoutique's dependency and
+    per-edge latency files).
+    """
     table = pacsv.read_csv(
         path,
         convert_options=pacsv.ConvertOptions(
@@ -261,10 +275,7 @@ def _metric_rows(path: Path) -> pa.Table:
         services = pc.utf8_lower(table["ServiceName"].combine_chunks())
         labels = pa.array([[] for _ in range(table.num_rows)], LABELS)
     else:
-        raise DatasetLayoutError(
-            f"{path} has neither a PodName nor a ServiceName column; found "
-            f"{', '.join(table.column_names)}. {LAYOUT}"
-        )
+        return None
     stamps = pc.multiply(table["TimeStamp"].combine_chunks(), 1_000_000).cast(pa.timestamp("us"))
     parts = []
     for column in table.column_names:

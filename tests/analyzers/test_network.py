@@ -89,3 +89,27 @@ def test_the_judge_names_the_delay_and_a_starved_cpu_lowers_it():
 def test_small_or_no_widening_is_not_a_delay():
     assert run(network_survey, alert=alert(), store=traffic(delay_ms=0.0)).finding is None
     assert run(network_survey, alert=alert(), store=traffic(delay_ms=3.0)).finding is None
+
+
+def sequential_calls(first_ms_after: float) -> TinyStore:
+    """web calls cart, then (when cart answers) pricing; from the onset cart itself is slow."""
+    spans = []
+    for minute in range(-8, 4):
+        for i in range(4):
+            ts = ONSET + timedelta(minutes=minute, seconds=10 * i + 1)
+            first = first_ms_after if minute >= 0 else 20.0
+            wire = 2.0 + 0.1 * (i % 2)
+            second_start = ts + timedelta(milliseconds=first + 2 * wire)
+            trace = f"s{minute + 100}{i}"
+            spans += [
+                span(trace, "a", "", "web", "GET /", ts, first + 30.0 + 4 * wire),
+                span(trace, "b", "a", "cart", "GetCart", ts + timedelta(milliseconds=wire),
+                     first),
+                span(trace, "c", "a", "pricing", "Quote",
+                     second_start + timedelta(milliseconds=wire), 30.0),
+            ]
+    return TinyStore().add("spans", spans)
+
+
+def test_a_slow_first_call_is_not_network_delay_on_the_sibling_called_after_it():
+    assert run(network_survey, alert=alert(), store=sequential_calls(400.0)).finding is None

@@ -8,13 +8,13 @@ from casebook.sdk.testing import DEFAULT_START, TinyStore, default_window, make_
 ONSET = DEFAULT_START
 
 
-def pods(after: dict[str, float]) -> TinyStore:
+def pods(after: dict[str, float], since: int = 0) -> TinyStore:
     """cpu and memory per pod, one sample a minute, 30 minutes before the onset and 4 after."""
     rows = []
     for minute in range(-30, 4):
         ts = ONSET + timedelta(minutes=minute)
         for pod, service in (("api-7d9f-x1", "api"), ("db-5c4b-y2", "db")):
-            cpu = after.get(pod, 1.0) if minute >= 0 else 1.0 + 0.1 * (minute % 3)
+            cpu = after.get(pod, 1.0) if minute >= since else 1.0 + 0.1 * (minute % 3)
             rows += [
                 {
                     "ts": ts,
@@ -77,3 +77,10 @@ def test_node_metrics_are_not_the_service_and_memory_stayed_flat():
     )
     telemetry = store.telemetry(default_window(alert()))
     assert cpu_services(telemetry) == ["api", "db"]
+
+
+def test_a_cpu_jump_that_began_before_the_alert_does_not_set_its_own_usual():
+    store = pods({"db-5c4b-y2": 99.5}, since=-7)
+    finding = run(cpu_contention, alert=alert(), store=store, params={"service": "db"}).finding
+    assert finding is not None
+    assert finding.summary.endswith("after 11:53 UTC, 83x its usual high.")

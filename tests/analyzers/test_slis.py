@@ -123,3 +123,10 @@ def test_the_indicator_metric_prefers_the_alerts_series_then_the_average():
 
 def test_no_change_no_survey():
     assert run(latency_survey, alert=alert(), store=nodes({})).finding is None
+
+
+def test_a_short_history_of_24_samples_still_fires_when_worse_than_all_of_it():
+    store = nodes({"db": 0.200, "api": 0.240, "web": 0.290}, history=24)
+    survey = run(latency_survey, alert=alert(), store=store).finding
+    assert survey is not None and survey.suspects[0] == "db"
+    assert survey.changes["db"].rarity == round(1 / 25, 5)

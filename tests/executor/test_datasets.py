@@ -415,3 +415,17 @@ def test_real_petshop_and_rs_cases(tmp_path):
         "bitrate=2000&p2p=1",
         "bitrate=1200&p2p=1",
     ]
+
+
+def test_nezha_skips_call_graph_files_among_the_metrics_with_a_note(tmp_path):
+    import gzip
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(FIXTURES / "nezha", src)
+    with gzip.open(src / "rca_data-2023-01-29" / "metric" / "dependency.csv.gz", "wt") as f:
+        f.write("Source,Target,Weight\nfrontend,cartservice,3\n")
+    summary = convert("nezha", src, tmp_path / "out")
+    assert len(summary.cases) == 2
+    assert ("skipped dependency.csv.gz: no PodName or ServiceName column, not a pod's metrics"
+            in summary.notes)

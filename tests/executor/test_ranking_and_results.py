@@ -17,12 +17,13 @@ def finding(fid, category, service, confidence=0.8, severity="critical", explain
                          explains=list(explains))
 
 
-def test_explained_symptom_ranks_below_its_cause():
+def test_explained_symptom_ranks_below_its_cause_and_supports_it():
     surge = finding("F1", "capacity", "api", confidence=0.9)
     cache = finding("F2", "cache", "kv", confidence=0.7, explains=["F1"])
     causes = rank_causes([surge, cache])
-    assert [(c.category, c.finding_ids) for c in causes] == [("cache", ["F2"]),
-                                                             ("capacity", ["F1"])]
+    assert [(c.category, c.finding_ids) for c in causes][0] == ("cache", ["F2", "F1"])
+    assert causes[0].score > rank_causes([cache])[0].score
+    assert all(c.category != "capacity" or c.rank > 1 for c in causes)
 
 
 def test_contributing_causes_stand_together_and_corroboration_adds_up():

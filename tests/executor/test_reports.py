@@ -81,7 +81,8 @@ def test_causes_chain_evidence_and_queries_are_shown():
     ) in page
     assert (
         '<li><a href="#F2"><b>F2</b></a> Traffic to checkout up 3.1x<span class="tag">'
-        'traffic_surge</span><ul><li><a href="#F1"><b>F1</b></a> sessions-cache hit ratio '
+        'traffic_surge</span><span class="tag cause">cause #1</span><ul><li><a href="#F1">'
+        '<b>F1</b></a> sessions-cache hit ratio '
         'collapsed<span class="tag">cache_collapse</span><span class="tag cause">cause #1'
         "</span></li></ul></li>"
     ) in page
@@ -156,12 +157,13 @@ def test_markdown_links_each_sentence_and_keeps_telemetry_inert():
     assert '### <a id="F3"></a>F3 · PaymentDeclinedError on checkout' in text
     assert (
         "| 1 | **cache** sessions-cache hit ratio collapsed | service `sessions-cache` | "
-        "0.90 | [F1](#F1) |" in text
+        "0.94 | [F1](#F1), [F2](#F2) |" in text
     )
     assert "- note: &lt;img src=x onerror=alert(1)&gt; in a note" in text
     assert "<img" not in text and "<script" not in text
     assert "alice@example.com" not in text and "card declined for [redacted email]" in text
-    assert "- [F2](#F2) Traffic to checkout up 3.1x (`traffic_surge`)\n  - [F1](#F1)" in text
+    assert ("- [F2](#F2) Traffic to checkout up 3.1x (`traffic_surge`) — **cause #1**\n  - [F1](#F1)"
+            in text)
     assert re.search(
         r"- `[▁▂▃▄▅▆▇█]+` sessions-cache hit ratio: 0\.91 → 0\.12 \(11:10–12:24\)", text
     )

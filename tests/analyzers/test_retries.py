@@ -1,0 +1,59 @@
+"""Retries: the root of a retry storm is the small failing dependency, not the caller with the
+most errors."""
+
+from datetime import timedelta
+
+from casebook.analyzers.retries import retry_storm
+from casebook.sdk.testing import DEFAULT_START, TinyStore, make_alert, run, span
+
+ONSET = DEFAULT_START
+ALERT = make_alert("ApiErrors", service="api", starts_at=ONSET)
+
+
+def traces() -> TinyStore:
+    """api calls flags once per request; from the onset flags fails and api tries 4 times."""
+    rows = []
+    for i in range(-30, 10):
+        for j in range(3):
+            ts = ONSET + timedelta(minutes=i, seconds=10 * j)
+            trace = f"t{i}-{j}"
+            failing = i >= 0
+            rows.append(span(trace, "a", None, "api", "GET /home", ts, 50.0,
+                             "error" if failing else "ok"))
+            for attempt in range(4 if failing else 1):
+                rows.append(span(trace, f"f{attempt}", "a", "flags", "Evaluate", ts, 5.0,
+                                 "error" if failing else "ok"))
+    return TinyStore().add("spans", rows)
+
+
+def counters() -> TinyStore:
+    """No traces: flags serves 20 a minute, 80 from the onset, 75 of them failing."""
+    rows = []
+    for minute in range(-30, 10):
+        ts = ONSET + timedelta(minutes=minute)
+        after = minute >= 0
+        for service, requests, errors in (("api", 500, 300 if after else 1),
+                                          ("flags", 80 if after else 20, 75 if after else 0)):
+            rows += [{"ts": ts, "name": "http_requests_total", "service": service,
+                      "value": float(requests)},
+                     {"ts": ts, "name": "http_errors_total", "service": service,
+                      "value": float(errors)}]
+    return TinyStore().add("metrics", rows)
+
+
+def test_retries_in_the_traces_point_at_the_failing_dependency():
+    finding = run(retry_storm, alert=ALERT, store=traces()).finding
+    assert finding.title == "Retry storm on flags"
+    assert finding.category == "dependency" and finding.retry_factor == 3.308
+    assert finding.summary == ("flags failed 93% of its calls after 11:57 UTC and its callers "
+                               "retried: 3.3x the usual calls per calling span.")
+
+
+def test_without_traces_the_counters_point_at_the_failing_dependency():
+    finding = run(retry_storm, alert=ALERT, store=counters()).finding
+    assert finding.dependency == "flags" and finding.source == "request rate"
+
+
+def test_no_retries_no_storm():
+    store = TinyStore().add("spans", [span("t", "a", None, "api", "GET", ONSET, 5.0)])
+    assert run(retry_storm, alert=ALERT, store=store).finding is None
