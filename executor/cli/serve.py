@@ -35,6 +35,9 @@ def serve(
     local: LocalOption = False,
     pack: PackOption = None,
     ray_address: RayOption = None,
+    concurrency: Annotated[int | None, typer.Option(
+        min=1, max=64, help="Investigations in flight at once (default: one per CPU of the "
+                            "machine or Ray cluster, at most 8).")] = None,
     token: Annotated[
         str | None,
         typer.Option(
@@ -122,6 +125,7 @@ def serve(
             deadline_s=deadline,
             max_body_bytes=max_body_bytes,
             retention_days=retention_days,
+            concurrency=concurrency,
         )
         _log_to_stderr(log_level)
         service = IntakeService.open(config)

@@ -44,6 +44,7 @@ class IntakeConfig:
     deadline_s: float = DEFAULT_DEADLINE_S
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     retention_days: float = DEFAULT_RETENTION_DAYS
+    concurrency: int | None = None  # investigations at once; default one per CPU
 
     def __post_init__(self) -> None:
         self.telemetry = Path(self.telemetry)
