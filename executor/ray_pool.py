@@ -53,7 +53,7 @@ class WorkerPool:
                     logging.getLogger(
                         "ray._private.authentication.authentication_token_setup"
                     ).setLevel(logging.ERROR)
-                    ray.init(num_cpus=self.workers or os.cpu_count(), **options)
+                    ray.init(num_cpus=max(self.workers or 0, os.cpu_count() or 1), **options)
                 self.started_ray = True
             keep_stdout_clean()
             freeze_loaded_objects()

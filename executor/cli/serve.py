@@ -77,6 +77,9 @@ def serve(
     local: LocalOption = False,
     pack: PackOption = None,
     ray_address: RayOption = None,
+    concurrency: Annotated[int | None, typer.Option(
+        min=1, max=64, help="Investigations in flight at once (default: one per CPU of the "
+                            "machine or Ray cluster, at most 8).")] = None,
     token: Annotated[
         str | None,
         typer.Option(
@@ -218,6 +221,7 @@ def serve(
             service_labels=tuple(service_label or ("service", "job")),
             settings=settings,
             public_url=public_url,
+            concurrency=concurrency,
         )
         from casebook.executor.telemetry_store.upkeep import StoreUpkeep, parse_retention
 

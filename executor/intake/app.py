@@ -256,7 +256,7 @@ def create_app(service: IntakeService, *, run_worker: bool = True) -> FastAPI:
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:
-        alive = service.worker.alive or not run_worker
+        alive = service.alive or not run_worker
         body = {"status": "ok" if alive else "worker stopped", "queue_depth": service.queue.depth()}
         return JSONResponse(body, status_code=200 if alive else 503)
 

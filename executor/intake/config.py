@@ -55,6 +55,7 @@ class IntakeConfig:
     # coverage schedule, delivery retries, sources. None: no file, nothing is delivered.
     settings: CasebookFile | None = None
     public_url: str | None = None  # how people reach the service; links in messages use it
+    concurrency: int | None = None  # investigations at once; default one per CPU
 
     def __post_init__(self) -> None:
         if "://" not in str(self.telemetry):  # an s3:// URL stays text; Path would mangle it

@@ -12,7 +12,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -237,14 +237,23 @@ class AlertQueue:
 
     # the worker's side
 
-    def claim(self) -> QueuedAlert | None:
-        """The oldest queued alert, now marked running; None when there is none."""
+    def claim(self, busy: Collection[str] = ()) -> QueuedAlert | None:
+        """The oldest queued alert, now marked running; None when there is none.
+
+        `busy` names alert groups (alert names) being investigated right now: the oldest alert
+        of another group goes first, so one noisy alert cannot hold every investigation slot.
+        """
+        busy = sorted(busy)
+        marks = ", ".join("?" for _ in busy)
+        other_group = (f"and json_extract(alert, '$.name') not in ({marks}) " if busy else "")
         with self._write() as db:
             row = db.execute(
                 "update alerts set state = 'running', attempts = attempts + 1, started_at = ? "
-                "where id = (select id from alerts where state = 'queued' order by id limit 1) "
+                "where id = coalesce("
+                f"(select id from alerts where state = 'queued' {other_group}order by id limit 1),"
+                " (select id from alerts where state = 'queued' order by id limit 1)) "
                 "returning *",
-                [time.time()],
+                [time.time(), *busy],
             ).fetchone()
         if row is None:
             return None

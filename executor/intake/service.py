@@ -10,11 +10,34 @@ from casebook.executor.alerts import parse_alerts
 from casebook.executor.intake.config import IntakeConfig
 from casebook.executor.intake.metrics import IntakeMetrics
 from casebook.executor.intake.queue import AlertQueue, QueueFull, Receipt
-from casebook.executor.intake.worker import InvestigationWorker, fail_abandoned
+from casebook.executor.intake.worker import BusyGroups, InvestigationWorker, fail_abandoned
 from casebook.executor.planner import Limits
 from casebook.executor.results import ResultsStore
 
 log = logging.getLogger("casebook.intake")
+MAX_DEFAULT_CONCURRENCY = 8
+
+
+def cluster_cpus(runtime) -> int:
+    """CPUs the runtime can use: the Ray cluster's, or this machine's."""
+    import os
+
+    if getattr(runtime, "name", "") == "ray":
+        import ray
+
+        if ray.is_initialized():
+            return max(1, int(ray.cluster_resources().get("CPU", os.cpu_count() or 1)))
+    return max(1, os.cpu_count() or 1)
+
+
+def concurrency_for(config: IntakeConfig, runtime) -> int:
+    """Investigations in flight at once: as configured, else one per CPU (at most eight) on
+    Ray, and one in-process (`--local` analyzers share one machine and its child processes)."""
+    if config.concurrency:
+        return config.concurrency
+    if config.local:
+        return 1
+    return max(1, min(MAX_DEFAULT_CONCURRENCY, cluster_cpus(runtime)))
 
 
 class IntakeService:
@@ -26,8 +49,8 @@ class IntakeService:
         queue: AlertQueue,
         results: ResultsStore,
         metrics: IntakeMetrics,
-        worker: InvestigationWorker,
-        runtime,
+        workers: list[InvestigationWorker],
+        runtimes: list,
         notes: list[str] | None = None,
         deliveries=None,
     ):
@@ -35,8 +58,8 @@ class IntakeService:
         self.queue = queue
         self.results = results
         self.metrics = metrics
-        self.worker = worker
-        self.runtime = runtime
+        self.workers = workers
+        self.runtimes = runtimes
         self.notes = notes or []
         self.deliveries = deliveries
 
@@ -69,61 +92,111 @@ class IntakeService:
             )
         fail_abandoned(results, queue)
         metrics = IntakeMetrics(queue)
-        runtime = make_runtime(config.local, config.ray_address)
         # Ray takes seconds to start: pay it once, now, not in the first alert's latency. It
         # must start on the main thread, where its signal handling and clean shutdown work;
-        # the runtime then keeps its workers between investigations.
-        log.info("starting the %s runtime", runtime.name)
+        # each runtime then keeps its workers between investigations.
+        runtimes: list = []
         try:
-            runtime.warm()
+            if config.local or not config.ray_address:
+                # This machine: the slots are known before anything starts.
+                slots = concurrency_for(config, None)
+                per_runtime = max(1, cluster_cpus(None) // slots)
+                for _ in range(slots):
+                    runtime = make_runtime(config.local, None,
+                                           workers=None if config.local else per_runtime)
+                    log.info("starting the %s runtime", runtime.name)
+                    runtime.warm()
+                    runtimes.append(runtime)
+            else:
+                # A cluster: connect once to learn its CPUs, then give each slot its share.
+                first = make_runtime(False, config.ray_address)
+                log.info("joining the Ray cluster at %s", config.ray_address)
+                first.warm()
+                runtimes.append(first)
+                slots = concurrency_for(config, first)
+                if slots > 1:
+                    per_runtime = max(1, cluster_cpus(first) // slots)
+                    first.shutdown()
+                    runtimes = []
+                    for _ in range(slots):
+                        runtime = make_runtime(False, config.ray_address, workers=per_runtime)
+                        runtime.warm()
+                        runtimes.append(runtime)
         except BaseException:
+            for runtime in reversed(runtimes):
+                runtime.shutdown()
             results.close()
             queue.close()
             raise
         try:
             deliveries = _deliveries(config, results, registry)
         except BaseException:
+            for runtime in reversed(runtimes):
+                runtime.shutdown()
             results.close()
             queue.close()
             raise
-        worker = InvestigationWorker(
-            queue,
-            results,
-            telemetry=config.telemetry,
-            registry=registry,
-            runtime=runtime,
-            metrics=metrics,
-            packs=config.packs,
-            limits=Limits(deadline_s=config.deadline_s),
-            cooldown_s=config.cooldown_s,
-            retention_s=config.retention_days * 86400,
-            sources=config.sources,
-            deliveries=deliveries,
-        )
-        return cls(config, queue, results, metrics, worker, runtime, notes, deliveries)
+        busy = BusyGroups()
+        workers = [
+            InvestigationWorker(
+                queue,
+                results,
+                telemetry=config.telemetry,
+                registry=registry,
+                runtime=runtime,
+                metrics=metrics,
+                packs=config.packs,
+                limits=Limits(deadline_s=config.deadline_s),
+                cooldown_s=config.cooldown_s,
+                # One of them prunes the queue; the others would only repeat it.
+                retention_s=config.retention_days * 86400 if index == 0 else None,
+                busy=busy,
+                name=f"casebook-intake-worker-{index}",
+                sources=config.sources,
+                deliveries=deliveries,
+            )
+            for index, runtime in enumerate(runtimes)
+        ]
+        log.info("investigating up to %d alert(s) at once", len(workers))
+        return cls(config, queue, results, metrics, workers, runtimes, notes, deliveries)
+
+    @property
+    def worker(self) -> InvestigationWorker:
+        """The first investigation loop (there is at least one)."""
+        return self.workers[0]
+
+    @property
+    def alive(self) -> bool:
+        """Every investigation loop is running."""
+        return all(w.alive for w in self.workers)
 
     def start(self) -> None:
         """Start investigating what is queued, including what a crash left behind."""
         for note in self.notes:
             log.warning(note)
-        self.worker.start()
+        for worker in self.workers:
+            worker.start()
         if self.deliveries is not None:
             self.deliveries.start()
 
     def close(self, timeout: float = 10.0) -> None:
-        """Let the current investigation finish (up to `timeout` s), then release everything."""
-        if not self.worker.stop(timeout):
-            # Still investigating: its queue row stays `running` and is redone on the next
-            # start, so nothing is lost by leaving now. Closing the files under it would not help.
-            log.warning(
-                "stopped while investigating %s; it is redone on the next start",
-                self.worker.current.alert.name if self.worker.current else "an alert",
-            )
+        """Let the current investigations finish (up to `timeout` s), then release everything."""
+        for worker in self.workers:
+            worker.stop_soon()
+        stopped = [worker.stop(timeout) for worker in self.workers]
+        if not all(stopped):
+            # Still investigating: their queue rows stay `running` and are redone on the next
+            # start, so nothing is lost by leaving now. Closing the files under them would not help.
+            busy = [w.current.alert.name for w in self.workers if w.current is not None]
+            log.warning("stopped while investigating %s; redone on the next start",
+                        ", ".join(busy) or "an alert")
             return
         if self.deliveries is not None:
             self.deliveries.stop()
             self.deliveries.outbox.close()
-        self.runtime.shutdown()
+        # The runtime that started Ray stops it, so it goes last.
+        for runtime in reversed(self.runtimes):
+            runtime.shutdown()
         self.results.close()
         self.queue.close()
 
@@ -162,7 +235,8 @@ class IntakeService:
             outcome = "duplicate" if receipt.duplicate else receipt.action
             self.metrics.received.labels(source, outcome).inc()
         if any(not r.duplicate for r in receipts):
-            self.worker.wake()
+            for worker in self.workers:
+                worker.wake()
         return receipts
 
 

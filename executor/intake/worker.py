@@ -1,5 +1,6 @@
-"""The investigation loop: one thread takes queued alerts in arrival order and investigates them
-with one long-lived runtime (so Ray's workers stay warm between alerts)."""
+"""The investigation loops: each thread takes queued alerts in arrival order (the oldest of an
+alert group nobody is investigating first) and investigates them with its own long-lived
+runtime, so Ray's workers stay warm between alerts. `casebook serve` runs several at once."""
 
 from __future__ import annotations
 
@@ -27,6 +28,26 @@ IDLE_WAIT_S = 0.5
 PRUNE_EVERY_S = 3600.0
 
 
+class BusyGroups:
+    """Alert groups (alert names) under investigation now, shared by the workers of a service."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._names: dict[str, int] = {}
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return [name for name, count in self._names.items() if count]
+
+    def add(self, name: str) -> None:
+        with self._lock:
+            self._names[name] = self._names.get(name, 0) + 1
+
+    def remove(self, name: str) -> None:
+        with self._lock:
+            self._names[name] = max(0, self._names.get(name, 0) - 1)
+
+
 class InvestigationWorker:
     """Investigates what the queue holds, one alert at a time, until stopped."""
 
@@ -45,6 +66,8 @@ class InvestigationWorker:
         retention_s: float | None = None,
         sources: Sequence = (),
         deliveries=None,
+        busy: BusyGroups | None = None,
+        name: str = "casebook-intake-worker",
     ):
         self.queue = queue
         self.results = results
@@ -58,6 +81,8 @@ class InvestigationWorker:
         self.retention_s = retention_s
         self.sources = list(sources)
         self.deliveries = deliveries
+        self.busy = busy or BusyGroups()
+        self.name = name
         self.current: QueuedAlert | None = None
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -68,13 +93,16 @@ class InvestigationWorker:
 
     def start(self) -> None:
         """Run the loop in a background thread."""
-        self._thread = threading.Thread(
-            target=self._loop, name="casebook-intake-worker", daemon=True
-        )
+        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
         self._thread.start()
 
     def wake(self) -> None:
         """Something was queued: look now rather than at the next poll."""
+        self._wake.set()
+
+    def stop_soon(self) -> None:
+        """Ask the loop to end after its current alert, without waiting."""
+        self._stopping.set()
         self._wake.set()
 
     def stop(self, timeout: float) -> bool:
@@ -117,10 +145,11 @@ class InvestigationWorker:
 
     def run_once(self) -> bool:
         """Handle the oldest queued alert; False when the queue was empty."""
-        item = self.queue.claim()
+        item = self.queue.claim(self.busy.names())
         if item is None:
             return False
         self.current = item
+        self.busy.add(item.alert.name)
         try:
             if item.action is Action.INVESTIGATE:
                 self._investigate(item)
@@ -131,6 +160,7 @@ class InvestigationWorker:
             self.metrics.investigations.labels("failed").inc()
             raise
         finally:
+            self.busy.remove(item.alert.name)
             self.current = None
         return True
 

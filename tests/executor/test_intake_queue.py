@@ -11,9 +11,10 @@ from casebook.sdk.models import Alert
 T0 = datetime(2026, 3, 14, 14, 10, tzinfo=UTC)
 
 
-def alert(fingerprint="fp1", status="firing", minutes=0, **extra) -> Alert:
+def alert(fingerprint="fp1", status="firing", minutes=0, name="HighRequestVolume",
+          **extra) -> Alert:
     return Alert(
-        name="HighRequestVolume",
+        name=name,
         status=status,
         labels={"service": "api"},
         starts_at=T0 + timedelta(minutes=minutes),
@@ -141,3 +142,15 @@ def test_an_unreadable_queue_file_names_itself_and_the_fix(tmp_path):
         "away to start with an empty queue",
     ):
         AlertQueue(path)
+
+
+def test_a_busy_alert_group_yields_to_the_oldest_alert_of_another_group(tmp_path):
+    queue = AlertQueue(tmp_path / "q.db")
+    queue.accept([alert("a"), alert("b")], "alertmanager")
+    queue.accept([alert("c", name="DiskFull")], "alertmanager")
+    first = queue.claim()
+    second = queue.claim(busy=[first.alert.name])
+    third = queue.claim(busy=[first.alert.name, second.alert.name])
+    assert [first.alert.fingerprint, second.alert.fingerprint, third.alert.fingerprint] == [
+        "a", "c", "b"]  # every group busy: the oldest alert is taken anyway
+    assert queue.claim(busy=["HighRequestVolume"]) is None
