@@ -157,6 +157,11 @@ def _periods(row: tuple[Any, ...], alert_at: datetime) -> dict[str, Any]:
     found = series_onset(times, values, alert_at)
     began = found if found is not None and found < alert_at - METRIC_LEAD else alert_at - METRIC_LEAD
     before = sorted(v for t, v in zip(times, values, strict=True) if t < began)
+    if len(before) < MIN_SAMPLES:
+        # A short history (seconds-apart samples): the lead would leave no usual range, so
+        # the series' own onset (or the alert) splits it.
+        began = found if found is not None and found > began else alert_at
+        before = sorted(v for t, v in zip(times, values, strict=True) if t < began)
     after = [(v, t) for t, v in zip(times, values, strict=True) if t >= began]
     peak, peak_at = max(after, default=(None, None), key=lambda p: p[0] if p[0] is not None
                         else float("-inf"))

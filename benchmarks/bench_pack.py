@@ -40,7 +40,7 @@ def _walk(service: str, calls: list[str], walk: str, checks: tuple[str, ...]) ->
         summary=f"{service} calls {len(calls)} services in the window.",
         severity=Severity.INFO,
         confidence=0.1,
-        category="topology",
+        category="other",
         entities=[Entity.service(service)],
         service=service,
         calls=calls,

@@ -36,11 +36,11 @@ def test_reads_must_name_tables_metrics_or_columns():
     with pytest.raises(AnalyzerDefinitionError) as raised:
         @analyzer(reads=["metrics:cpu", "select * from logs"])
         def bad_reads(telemetry: Telemetry) -> Finding | None: ...
-    assert "reads entry 'select * from logs' is not a table, 'table:name' or 'table.column'" in (
+    assert "reads entry 'select * from logs' is not a table or a `kind:name` declaration" in (
         str(raised.value))
 
 
-@analyzer(reads=["metrics:disk_usage_ratio", "events"])
+@analyzer(reads=["metrics:disk_usage_ratio"])
 def disk_nearly_full(telemetry: Telemetry, service: str) -> Finding | None:
     """A disk above 90%."""
     peak = telemetry.sql("select max(value) from metrics where name = 'disk_usage_ratio' "
