@@ -77,7 +77,8 @@ def new(
         "--dir", help="The pack's directory; a new pack is made there when it holds none.")
     ] = Path("."),
     kind: Annotated[str, typer.Option(
-        "--kind", help="metric-threshold, log-pattern, change, fan-out or follow-up.")
+        "--kind", help="metric-threshold, log-pattern, change, fan-out, follow-up or "
+                       "post-processor.")
     ] = "log-pattern",
     owner: Annotated[str | None, typer.Option(
         help="Team that owns a new pack (shown in reports and coverage).")] = None,

@@ -25,6 +25,7 @@ class Kind:
     test: str
     sample: Callable[[datetime, str], Rows]
     cause_service: Callable[[str], str] = lambda service: service
+    analyzer: bool = True  # False: a post-processor, which runs after ranking, not as one
 
 
 def _minutes(start: datetime, minutes: float) -> str:
@@ -440,6 +441,45 @@ def _followup_sample(start: datetime, service: str) -> Rows:
     return {"spans": rows}
 
 
+# --- post-processor -------------------------------------------------------------------------
+POSTPROCESSOR_MODULE = '''"""$title: after ranking, tell the team's chat when a deploy is the top cause."""
+
+from casebook.sdk import InvestigationView, Notify, postprocessor
+
+
+@postprocessor(cause={"category": "deploy"}, timeout_s=5)
+def $name(investigation: InvestigationView) -> Notify | None:
+    """A deploy ranked first goes to the sink `team-chat` (under `sinks:` in casebook.yaml)."""
+    top = investigation.top_cause
+    if top is None or top.category != "deploy":
+        return None  # a deploy further down the list is not worth a message
+    return Notify(sink="team-chat",
+                  text=f"{investigation.alert.name}: a deploy on {top.entity.name} is the top "
+                       f"cause ({investigation.report_url})")
+'''
+
+POSTPROCESSOR_TEST = '''from $package.$name import $name
+
+from casebook.sdk import Notify
+from casebook.sdk.testing import make_alert, make_investigation, run_postprocessor
+
+ALERT = make_alert("$alertname", service="checkout")
+
+
+def test_${name}_notifies_when_a_deploy_is_the_top_cause():
+    investigation = make_investigation(ALERT, causes=[("service:checkout", "deploy")])
+    outcome = run_postprocessor($name, investigation)
+    assert outcome.actions == (Notify(
+        sink="team-chat", text="$alertname: a deploy on checkout is the top cause "
+                               "(http://casebook.test/investigations/inv-test)"),)
+
+
+def test_${name}_stays_quiet_for_other_causes():
+    investigation = make_investigation(ALERT, causes=[("service:checkout", "capacity")])
+    assert run_postprocessor($name, investigation).status == "skipped"
+'''
+
+
 KINDS: dict[str, Kind] = {
     kind.name: kind for kind in (
         Kind("metric-threshold", "a metric of the service far above its usual level",
@@ -454,5 +494,8 @@ KINDS: dict[str, Kind] = {
         Kind("follow-up", "a finding that asks for a closer look at another entity",
              "LatencyHigh", "dependency", FOLLOWUP_MODULE, FOLLOWUP_TEST, _followup_sample,
              cause_service=lambda service: "orders-db"),
+        Kind("post-processor", "after ranking, an action for the team (no analyzer)",
+             "HighErrorRate", "deploy", POSTPROCESSOR_MODULE, POSTPROCESSOR_TEST,
+             _change_sample, analyzer=False),
     )
 }

@@ -36,7 +36,7 @@ def test_every_template_kind_works_as_the_printed_next_steps_say(tmp_path):
             done = shell(step, tmp_path)
             assert done.returncode == 0, f"{step}\n{done.stdout}\n{done.stderr}"
             if step.startswith("pytest"):
-                assert f"{2 * len(KINDS) + 1} passed" in done.stdout
+                assert f"{2 * len(KINDS) + 1} passed" in done.stdout, done.stdout
             if step.startswith("casebook analyzers check"):
                 assert "analyzers OK" in done.stdout
         for kind in KINDS:
@@ -46,7 +46,8 @@ def test_every_template_kind_works_as_the_printed_next_steps_say(tmp_path):
             record = json.loads(investigated.stdout)
             ran = {i["analyzer"]: i["status"] for i in record["invocations"]
                    if i["analyzer"].startswith("sample_")}
-            assert ran[f"sample_{kind.replace('-', '_')}"] == "found", (kind, ran)
+            if KINDS[kind].analyzer:
+                assert ran[f"sample_{kind.replace('-', '_')}"] == "found", (kind, ran)
             expected = json.loads((case / "expected.json").read_text())["causes"][0]
             top = record["causes"][0]
             assert (top["entity"], top["category"]) == (expected["entity"],
