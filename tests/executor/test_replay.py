@@ -1,5 +1,6 @@
 """`casebook backtest --replay`: stored alerts re-run with a changed pack, differences shown."""
 
+import json
 import os
 import subprocess
 import sys
@@ -9,11 +10,8 @@ from typer.testing import CliRunner
 
 from casebook.executor.cli import app
 from casebook.executor.ingest import ingest
-from casebook.executor.local_runtime import LocalRuntime
-from casebook.executor.pipeline import build_registry, investigate
 from casebook.executor.results import ResultsStore
 from casebook.executor.telemetry_store import TelemetryStore
-from casebook.sdk.models import Alert
 
 BIN = Path(sys.executable).parent
 
@@ -38,20 +36,21 @@ def stored_week(tmp_path: Path) -> tuple[Path, Path, Path]:
     store_path = tmp_path / "store"
     store = TelemetryStore.open(store_path, create=True)
     ingest(sorted((pack / "examples").glob("*/telemetry/*.jsonl")), store)
-    alerts = [Alert.model_validate_json((pack / "examples" / name / "alert.json").read_text())
-              for name in ("deploy_before_alert", "cpu_peak")]
     db = tmp_path / "results.duckdb"
-    registry = build_registry([str(pack)])
+    ids: dict[str, str] = {}
+    # Stored the way production stores them: a separate `casebook investigate` per alert.
+    for name, label, count in (("deploy_before_alert", "deploy", 3), ("cpu_peak", "cpu", 2)):
+        alert = json.loads((pack / "examples" / name / "alert.json").read_text())
+        for number in range(count):
+            path = tmp_path / f"{label}-{number}.json"
+            path.write_text(json.dumps({**alert, "fingerprint": f"{label}-{number}"}))
+            done = casebook("investigate", str(path), "--telemetry", str(store_path), "--db",
+                            str(db), "--pack", str(pack), "--local", "--json", cwd=tmp_path)
+            assert done.returncode == 0, done.stderr
+            ids[f"{label}-{number}"] = json.loads(done.stdout)["id"]
     with ResultsStore(db) as results:
-        for number in range(3):
-            alert = alerts[0].model_copy(update={"fingerprint": f"deploy-{number}"})
-            investigate(alert, telemetry=store_path, registry=registry, runtime=LocalRuntime(),
-                        results=results, narrate=False, investigation_id=f"inv-deploy-{number}")
-        for number in range(2):
-            investigate(alerts[1].model_copy(update={"fingerprint": f"cpu-{number}"}),
-                        telemetry=store_path, registry=registry, runtime=LocalRuntime(),
-                        results=results, narrate=False, investigation_id=f"inv-cpu-{number}")
-        results.add_feedback("inv-cpu-0", True)
+        results.add_feedback(ids["cpu-0"], True)
+    (tmp_path / "ids.json").write_text(json.dumps(ids))
     return pack, store_path, db
 
 
@@ -69,7 +68,8 @@ def test_replay_shows_no_change_for_the_same_pack_and_fails_when_an_analyzer_bre
                       str(pack), "--local", "--fail-on-regression", cwd=tmp_path)
     assert broken.returncode == 1
     out = broken.stdout
-    assert "HighCpu  " in out and "inv-cpu-0, feedback: helpful" in out
+    ids = json.loads((tmp_path / "ids.json").read_text())
+    assert "HighCpu  " in out and f"{ids['cpu-0']}, feedback: helpful" in out
     assert "  - resource on service checkout  (was rank 1)" in out
     assert ("  REGRESSION: the rank-1 cause resource on service checkout (confirmed helpful "
             "by feedback) is gone") in out
