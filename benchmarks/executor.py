@@ -29,8 +29,8 @@ import bench_pack  # noqa: E402
 import synthetic  # noqa: E402
 
 from casebook.executor.investigation import run_investigation, window_for  # noqa: E402
-from casebook.executor.local_runtime import LocalRuntime  # noqa: E402
 from casebook.executor.planner import Limits  # noqa: E402
+from casebook.executor.runtime.local import LocalRuntime  # noqa: E402
 from casebook.executor.telemetry_store import TelemetryStore  # noqa: E402
 from casebook.sdk.registry import Registry  # noqa: E402
 
@@ -166,7 +166,7 @@ def window_preparation(store: Path, alert: Any) -> dict[str, Any]:
     """
     import tempfile
 
-    from casebook.executor.window_cache import open_prepared, prepare_window
+    from casebook.executor.runtime.window_cache import open_prepared, prepare_window
     from casebook.sdk.telemetry import TelemetrySource
 
     source = TelemetryStore.open(store).source()
@@ -236,7 +236,7 @@ def main() -> None:
         help="naive invocations to run and scale up (0: all of them)",
     )
     args = parser.parse_args()
-    from casebook.executor.ray_runtime import RayRuntime
+    from casebook.executor.runtime.cluster import RayRuntime
 
     memory = PeakMemory()
     store = synthetic.build_store(

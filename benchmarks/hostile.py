@@ -116,8 +116,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
 
-    from casebook.executor.local_runtime import LocalRuntime
-    from casebook.executor.ray_runtime import RayRuntime
+    from casebook.executor.runtime.cluster import RayRuntime
+    from casebook.executor.runtime.local import LocalRuntime
 
     result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="casebook-hostile-") as directory:

@@ -27,8 +27,8 @@ def single_investigation_s(workdir: Path) -> float:
     from casebook.examples.seeds import SCENARIOS
     from casebook.examples.week import PACK, _seed_store
     from casebook.executor.investigation import run_investigation
-    from casebook.executor.local_runtime import LocalRuntime
     from casebook.executor.pipeline import build_registry
+    from casebook.executor.runtime.local import LocalRuntime
     from casebook.executor.telemetry_store import TelemetryStore
 
     path, alert = _seed_store(SCENARIOS["kv_cache"], workdir / "single")

@@ -165,9 +165,9 @@ def replay_week(
     from casebook.examples.seeds import SCENARIOS
     from casebook.executor.errors import UserError
     from casebook.executor.investigation import run_investigation
-    from casebook.executor.local_runtime import LocalRuntime
     from casebook.executor.pipeline import build_registry, narrate_record
     from casebook.executor.results import ResultsStore
+    from casebook.executor.runtime.local import LocalRuntime
     from casebook.executor.telemetry_store import TelemetryStore
 
     db, workdir = Path(db), Path(workdir)

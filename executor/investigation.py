@@ -14,7 +14,7 @@ from casebook.executor.observability import trace_investigation
 from casebook.executor.planner import Limits, Plan
 from casebook.executor.ranking import rank_causes
 from casebook.executor.record import FindingRecord, InvestigationRecord, InvocationRecord
-from casebook.executor.runtime import RunContext, Runtime
+from casebook.executor.runtime.contract import RunContext, Runtime
 from casebook.sdk.invocation import Outcome, Status
 from casebook.sdk.models import Alert, TimeWindow, utc
 from casebook.sdk.registry import Registry

@@ -29,10 +29,10 @@ def build_registry(packs: Sequence[str] = ()) -> Registry:
 def make_runtime(local: bool, ray_address: str | None = None, workers: int | None = None):
     """The in-process runtime, or Ray (the default)."""
     if local:
-        from casebook.executor.local_runtime import LocalRuntime
+        from casebook.executor.runtime.local import LocalRuntime
 
         return LocalRuntime()
-    from casebook.executor.ray_runtime import RayRuntime
+    from casebook.executor.runtime.cluster import RayRuntime
 
     return RayRuntime(address=ray_address, workers=workers)
 

@@ -35,7 +35,7 @@ def ray_session():
 @pytest.fixture(scope="session")
 def ray_runtime(ray_session):
     """A warm `RayRuntime` with two workers, shared by the tests of the session."""
-    from casebook.executor.ray_runtime import RayRuntime
+    from casebook.executor.runtime.cluster import RayRuntime
 
     runtime = RayRuntime(workers=RAY_CPUS)
     runtime.warm()

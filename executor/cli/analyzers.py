@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from casebook.executor.cli.errors import UserError, reported
+from casebook.executor.cli.errors import reported
+from casebook.executor.errors import UserError
 
 group = typer.Typer(help="List, check and create analyzers.", no_args_is_help=True)
 PackOption = Annotated[list[str] | None, typer.Option(

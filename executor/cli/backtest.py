@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from casebook.executor.cli.errors import UserError, reported
+from casebook.executor.cli.errors import reported
+from casebook.executor.errors import UserError
 
 
 def register(app: typer.Typer) -> None:

@@ -12,7 +12,7 @@ from typing import TextIO
 
 import pyarrow as pa
 
-from casebook.executor.cli.errors import UserError
+from casebook.executor.errors import UserError
 
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK = 1 << 16

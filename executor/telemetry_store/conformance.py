@@ -14,7 +14,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from casebook.executor.cli.errors import UserError
+from casebook.executor.errors import UserError
 from casebook.sdk.schema import CORE_TABLES, MAP, Column, Table, time_column_of
 
 TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")

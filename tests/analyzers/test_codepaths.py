@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from casebook.analyzers.codepaths import code_path_change, code_path_survey
 from casebook.executor.investigation import run_investigation
-from casebook.executor.local_runtime import LocalRuntime
+from casebook.executor.runtime.local import LocalRuntime
 from casebook.sdk.registry import Registry
 from casebook.sdk.testing import DEFAULT_START, TinyStore, log, make_alert, run, span
 

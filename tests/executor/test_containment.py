@@ -23,10 +23,10 @@ import hostile_pack as hostile  # noqa: E402
 
 from casebook.executor.intake.queue import MAX_ATTEMPTS, AlertQueue  # noqa: E402
 from casebook.executor.intake.worker import fail_abandoned  # noqa: E402
-from casebook.executor.local_runtime import LocalRuntime  # noqa: E402
 from casebook.executor.pipeline import investigate  # noqa: E402
 from casebook.executor.record import InvestigationRecord  # noqa: E402
 from casebook.executor.results import ResultsStore  # noqa: E402
+from casebook.executor.runtime.local import LocalRuntime  # noqa: E402
 from casebook.sdk.models import TimeWindow  # noqa: E402
 
 RUNS = int(os.environ.get("CASEBOOK_HOSTILE_RUNS", "1"))

@@ -6,9 +6,9 @@ import pytest
 from casebook.examples.seeds import SCENARIOS
 from casebook.executor.alerts import load_alerts
 from casebook.executor.investigation import run_investigation
-from casebook.executor.local_runtime import LocalRuntime
 from casebook.executor.narration import narrate, verify
 from casebook.executor.reports.html import render_html
+from casebook.executor.runtime.local import LocalRuntime
 from casebook.sdk.registry import load_registry
 from casebook.sdk.telemetry import TelemetrySource
 

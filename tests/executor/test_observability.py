@@ -13,7 +13,7 @@ from casebook.analyzers.selfwatch import failing_analyzer
 from casebook.executor import observability
 from casebook.executor.ingest import ingest
 from casebook.executor.investigation import run_investigation
-from casebook.executor.local_runtime import LocalRuntime
+from casebook.executor.runtime.local import LocalRuntime
 from casebook.executor.telemetry_store import TelemetryStore
 from casebook.sdk import Entity, Finding, Telemetry, analyzer
 from casebook.sdk.analyzer import spec_of

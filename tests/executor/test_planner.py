@@ -5,8 +5,8 @@ from datetime import timedelta
 import pytest
 
 from casebook.executor.investigation import run_investigation
-from casebook.executor.local_runtime import LocalRuntime
 from casebook.executor.planner import Limits
+from casebook.executor.runtime.local import LocalRuntime
 from casebook.sdk.registry import Registry
 from casebook.sdk.testing import DEFAULT_START, TinyStore, make_alert
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 
 from casebook.executor.planner import Task
-from casebook.executor.ray_batches import Batch, Slot
-from casebook.executor.ray_runtime import RayRuntime
+from casebook.executor.runtime.batches import Batch, Slot
+from casebook.executor.runtime.cluster import RayRuntime
 
 
 class Untouchable:

@@ -15,8 +15,8 @@ import pytest
 
 from casebook.executor.errors import UserError
 from casebook.executor.investigation import run_investigation
-from casebook.executor.local_runtime import LocalRuntime
 from casebook.executor.planner import Limits
+from casebook.executor.runtime.local import LocalRuntime
 from casebook.executor.telemetry_store import TelemetryStore
 from casebook.sdk import Alert, Entity, Finding, Telemetry, analyzer
 from casebook.sdk.analyzer import spec_of
@@ -257,7 +257,7 @@ def test_the_deadline_ends_the_investigation_with_what_finished(ray_runtime, sto
 
 
 def test_a_prepared_window_answers_the_same(ray_session, ray_runtime, store_path):
-    from casebook.executor.ray_runtime import RayRuntime
+    from casebook.executor.runtime.cluster import RayRuntime
 
     prepared = RayRuntime(workers=2, prepare_window="always")
     seen: list[str] = []
@@ -308,7 +308,7 @@ def errors_one_query_each(telemetry: Telemetry, service: str) -> ErrorsFrom | No
 
 
 def test_the_window_is_prepared_once_invocations_query_on_their_own(ray_session, store_path):
-    from casebook.executor.ray_runtime import RayRuntime
+    from casebook.executor.runtime.cluster import RayRuntime
 
     runtime = RayRuntime(workers=1, max_batch=1)
     runtime.prepare_after = (1, 0.0)  # at scale: 64 invocations that spent 2 s querying
@@ -354,8 +354,8 @@ def test_the_benchmark_pack_finds_the_failing_service_on_a_small_store(
 
 def test_a_batch_the_worker_ended_early_gives_back_what_it_did_not_run():
     from casebook.executor.planner import Task
-    from casebook.executor.ray_batches import Batch, Slot
-    from casebook.executor.ray_runtime import RayRuntime
+    from casebook.executor.runtime.batches import Batch, Slot
+    from casebook.executor.runtime.cluster import RayRuntime
 
     runtime = RayRuntime(workers=1)  # nothing starts until an investigation does
     tasks = [

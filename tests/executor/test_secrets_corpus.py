@@ -23,12 +23,12 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "fakes"))
 from anthropic_server import FakeAnthropic, status, tool_answer  # noqa: E402
 
 from casebook.executor.investigation import run_investigation  # noqa: E402
-from casebook.executor.local_runtime import LocalRuntime  # noqa: E402
 from casebook.executor.narration import narrate  # noqa: E402
 from casebook.executor.reports.html import render_html  # noqa: E402
 from casebook.executor.reports.markdown import render_markdown  # noqa: E402
 from casebook.executor.reports.terminal import render  # noqa: E402
 from casebook.executor.results import ResultsStore  # noqa: E402
+from casebook.executor.runtime.local import LocalRuntime  # noqa: E402
 from casebook.sdk import (  # noqa: E402
     Alert,
     Entity,

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import pytest
 
 from casebook.executor.errors import UserError
-from casebook.executor.local_runtime import LocalRuntime
 from casebook.executor.pipeline import build_registry, investigate
 from casebook.executor.results import ResultsStore
+from casebook.executor.runtime.local import LocalRuntime
 from casebook.executor.sources import PrometheusSource, SourceQuery, load_sources
 from casebook.executor.telemetry_store import TelemetryStore
 from casebook.sdk.testing import make_alert

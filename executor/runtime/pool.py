@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 from typing import Any
 
 from casebook.executor.errors import UserError
-from casebook.executor.ray_batches import Slot
+from casebook.executor.runtime.batches import Slot
+from casebook.executor.runtime.heap import freeze_loaded_objects
 
 READY_TIMEOUT_S = 120.0
 
@@ -88,7 +88,7 @@ class WorkerPool:
         return self.slots
 
     def _new_actor(self) -> tuple[Any, Any]:
-        from casebook.executor.ray_worker import InvestigationWorker
+        from casebook.executor.runtime.worker import InvestigationWorker
 
         # Locally the pool is sized to the machine, so it claims no CPU from Ray's accounting
         # (a claim could leave a replacement waiting for the CPU of the worker it replaces).
@@ -144,13 +144,3 @@ def keep_stdout_clean() -> None:
 
     to_stderr.casebook_stderr = True  # type: ignore[attr-defined]
     worker.print_to_stdstream = to_stderr
-
-
-def freeze_loaded_objects() -> None:
-    """Leave the objects loaded so far out of later garbage collections.
-
-    Ray's modules bring hundreds of thousands; every full collection would scan them all and
-    stall the investigation loop (a third of its time with 10,000 invocations).
-    """
-    gc.collect()
-    gc.freeze()

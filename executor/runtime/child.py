@@ -1,7 +1,7 @@
 """The child process the in-process runtime runs analyzers in, so none can take `--local` down.
 
 One long-lived process per runtime, a fresh interpreter (`python -m
-casebook.executor.local_child`, so no script that uses the runtime needs a `__main__` guard,
+casebook.executor.runtime.child`, so no script that uses the runtime needs a `__main__` guard,
 as multiprocessing's spawn and forkserver would): it opens the telemetry store read-only and sealed, holds the analyzer packs,
 and runs one invocation at a time under the memory guard. The parent waits for each answer up
 to the invocation's timeout plus a grace; a child that does not answer is killed, one that died
@@ -24,13 +24,13 @@ from typing import Any
 
 import cloudpickle
 
-from casebook.executor.memory_guard import (
+from casebook.executor.planner import Task
+from casebook.executor.runtime.memory_guard import (
     MemoryGuard,
     guarded_invocation,
     read_note,
     worker_ceiling_mb,
 )
-from casebook.executor.planner import Task
 from casebook.sdk.invocation import Outcome, Status, run_invocation
 from casebook.sdk.models import Alert, TimeWindow
 from casebook.sdk.registry import Registry

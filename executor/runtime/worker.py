@@ -6,7 +6,7 @@ worker and every later invocation of the fan-out reuses it. Each invocation goes
 `run_invocation`, the one function every runtime calls. A second thread answers `progress()`
 while a batch runs, which is how the driver tells Python that never returns from a slow batch.
 
-Imported only by `ray_runtime`, which imports it when a Ray runtime is made.
+Imported only by the worker pool (`runtime.pool`), when it starts its first worker.
 """
 
 from __future__ import annotations
@@ -21,8 +21,13 @@ from typing import Any
 
 import ray
 
-from casebook.executor.memory_guard import MemoryGuard, guarded_invocation, worker_ceiling_mb
-from casebook.executor.window_cache import PreparedWindow, open_prepared
+from casebook.executor.runtime.heap import freeze_loaded_objects
+from casebook.executor.runtime.memory_guard import (
+    MemoryGuard,
+    guarded_invocation,
+    worker_ceiling_mb,
+)
+from casebook.executor.runtime.window_cache import PreparedWindow, open_prepared
 from casebook.sdk.invocation import Status, run_invocation
 from casebook.sdk.models import Alert, Finding, TimeWindow
 from casebook.sdk.registry import Registry
@@ -64,8 +69,6 @@ class InvestigationWorker:
     """Runs batches of invocations; `progress()` answers from another thread while it does."""
 
     def __init__(self, duckdb_threads: int, memory_mb: int | None = None) -> None:
-        from casebook.executor.ray_pool import freeze_loaded_objects
-
         freeze_loaded_objects()
         self._threads = duckdb_threads
         self._guard = MemoryGuard(worker_ceiling_mb(memory_mb))

@@ -33,12 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from casebook.executor.errors import UserError
-from casebook.executor.memory_guard import read_note
 from casebook.executor.planner import Task
-from casebook.executor.ray_batches import PIPELINE, Batch, Slot, TaskQueues
-from casebook.executor.ray_pool import WorkerPool
-from casebook.executor.runtime import RunContext
-from casebook.executor.window_cache import PreparedWindow, WindowPreparation
+from casebook.executor.runtime.batches import PIPELINE, Batch, Slot, TaskQueues
+from casebook.executor.runtime.contract import RunContext
+from casebook.executor.runtime.memory_guard import read_note
+from casebook.executor.runtime.pool import WorkerPool
+from casebook.executor.runtime.window_cache import PreparedWindow, WindowPreparation
 from casebook.sdk.invocation import Outcome, Status
 from casebook.sdk.registry import Registry
 from casebook.sdk.telemetry import TelemetrySource
@@ -176,7 +176,7 @@ class RayRuntime:
 
     def _publish(self, prepared: PreparedWindow | None) -> None:
         """Put what workers need to open the investigation in the object store."""
-        from casebook.executor.ray_worker import WorkerContext
+        from casebook.executor.runtime.worker import WorkerContext
 
         assert self._context is not None
         context, (token, registry_ref) = self._context, self._registry_box

@@ -1,7 +1,7 @@
 """The in-process runtime: one invocation at a time, in a child process when it can be.
 
 With a telemetry store on disk (`casebook investigate --local`, `casebook serve --local`) the
-analyzers run in one long-lived child process (`local_child`): an analyzer that calls
+analyzers run in one long-lived child process (`runtime.child`): an analyzer that calls
 `os._exit`, crashes native code, hangs in Python or passes its memory ceiling costs that child,
 which is replaced, and the investigation goes on. Without a store on disk (an in-memory store:
 the SDK's testing kit, tests) nothing can be shared with another process, so analyzers run on a
@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 
 from casebook.executor.planner import Task
-from casebook.executor.runtime import RunContext
+from casebook.executor.runtime.contract import RunContext
 from casebook.sdk.invocation import Outcome, Status, run_invocation
 from casebook.sdk.telemetry import Telemetry
 
@@ -96,7 +96,7 @@ class LocalRuntime:
     def start(self, context: RunContext) -> None:
         self._context = context
         if self.isolate and context.store_path is not None:
-            from casebook.executor.local_child import ChildProcess, Opening
+            from casebook.executor.runtime.child import ChildProcess, Opening
 
             if self._child is None:
                 self._child = ChildProcess(self.memory_mb)
