@@ -42,7 +42,7 @@ MARKER_TABLE = "receiver_batches"
 REMEMBER_KEYS_S = 3600.0
 REMEMBER_KEYS_AT_MOST = 500_000  # about 60 MiB of keys; the oldest are forgotten first
 RETRY_S = 2.0
-ALREADY_CONFORMED = ("metrics", "spans", "events")
+ALREADY_CONFORMED = ("logs", "metrics", "spans", "events")
 
 
 class SpoolFull(Exception):
@@ -299,9 +299,8 @@ def _batches(records: list[Record]) -> list[Batch]:
 
 
 def _conformed(table: str, data: pa.Table) -> Batch:
-    # The receivers build metrics, spans and events rows in the schema's exact types and
-    # spellings (logs' levels still need conform's synonyms), so checking them again row by
-    # row would only halve the throughput.
+    # The receivers build rows in the schema's exact types and spellings (levels included), so
+    # checking them again row by row would only halve the throughput.
     if table in ALREADY_CONFORMED and data.schema.equals(_schema_of(table)):
         return Batch(table, data, CORE_TABLES[table].time_column)
     return conform(table, data)
