@@ -91,9 +91,6 @@ class MapColumn:
                 merged[self.keys[number]] = number
         return merged
 
-    def end_row(self) -> None:
-        self.offsets.append(len(self.ids))
-
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
@@ -164,12 +161,14 @@ def _span_rows(request: Any) -> Rows:
     rows = Rows("spans")
     trace_ids, span_ids, parents, services, names, starts, durations, statuses, attributes = (
         rows.columns.values())
-    ids = attributes.ids
+    ids, offsets = attributes.ids, attributes.offsets
     for resource in request.resource_spans:
         service, shared = _resource(resource.resource)
         base = attributes.numbered(shared)
         kinds = {k: attributes.pair(KIND_KEY, SPAN_KINDS[k]) for k in range(1, len(SPAN_KINDS))}
-        seen: dict[tuple[bytes, ...], tuple[dict[str, int], bool]] = {}
+        # Per distinct encoded attribute list: its pair numbers, merged over the resource's.
+        seen: dict[tuple[bytes, ...], tuple[tuple[int, ...], dict[str, int] | None]] = {}
+        before = len(starts)
         for scope in resource.scope_spans:
             for span in scope.spans:
                 start = span.start_time_unix_nano
@@ -177,49 +176,51 @@ def _span_rows(request: Any) -> Rows:
                     rows.reject(f"expected startTimeUnixNano on every span, found span "
                                 f"{span.name!r} without it")
                     continue
-                encoded = tuple(span.attributes[:])  # a slice is read in one call; iterating is slow
+                encoded = tuple(span.attributes[:])  # one call; iterating is much slower
                 found = seen.get(encoded)
                 if found is None:
                     merged = attributes.merged(base, encoded)
-                    found = seen[encoded] = (merged, STATUS_KEY in merged or KIND_KEY in merged)
-                merged, clash = found
+                    clash = STATUS_KEY in merged or KIND_KEY in merged
+                    found = seen[encoded] = (tuple(merged.values()), merged if clash else None)
+                numbers, clashing = found
                 status = span.status
-                message, kind = status.message, span.kind
-                if clash:  # the span's own attributes name a key added below: replace in place
-                    merged = dict(merged)
+                message, kind = status.message, kinds.get(span.kind)
+                if clashing is not None:  # the span's attributes name a key added below
+                    merged = dict(clashing)  # ... which then keeps its place, as in a dict
                     if message:
                         merged[STATUS_KEY] = attributes.pair(STATUS_KEY, message)
-                    if 0 < kind < len(SPAN_KINDS):
-                        merged[KIND_KEY] = kinds[kind]
+                    if kind is not None:
+                        merged[KIND_KEY] = kind
                     ids.extend(merged.values())
                 else:
-                    ids.extend(merged.values())
+                    ids.extend(numbers)
                     if message:
                         ids.append(attributes.pair(STATUS_KEY, message))
-                    if 0 < kind < len(SPAN_KINDS):
-                        ids.append(kinds[kind])
-                attributes.end_row()
+                    if kind is not None:
+                        ids.append(kind)
+                offsets.append(len(ids))
                 end = span.end_time_unix_nano or start
                 trace_ids.append(span.trace_id.hex())
                 span_ids.append(span.span_id.hex())
                 parents.append(span.parent_span_id.hex() or None)
-                services.append(service)
                 names.append(span.name)
                 starts.append(start // 1000)
                 durations.append((end - start) / 1e6)
                 statuses.append("error" if status.code == STATUS_ERROR else "ok")
+        services.extend([service] * (len(starts) - before))
     return rows
 
 
 def _log_rows(request: Any) -> Rows:
     rows = Rows("logs")
     ts, services, levels, messages, trace_ids, span_ids, attributes = rows.columns.values()
-    ids = attributes.ids
+    ids, offsets = attributes.ids, attributes.offsets
     level_of: dict[tuple[str, int], str] = {}
     for resource in request.resource_logs:
         service, shared = _resource(resource.resource)
         base = attributes.numbered(shared)
-        seen: dict[tuple[bytes, ...], dict[str, int]] = {}
+        seen: dict[tuple[bytes, ...], tuple[int, ...]] = {}
+        before = len(ts)
         for scope in resource.scope_logs:
             for record in scope.log_records:
                 nanos = record.time_unix_nano or record.observed_time_unix_nano
@@ -228,23 +229,22 @@ def _log_rows(request: Any) -> Rows:
                                 "record, found a record with neither")
                     continue
                 encoded = tuple(record.attributes[:])
-                merged = seen.get(encoded)
-                if merged is None:
-                    merged = seen[encoded] = attributes.merged(base, encoded)
-                ids.extend(merged.values())
-                attributes.end_row()
+                numbers = seen.get(encoded)
+                if numbers is None:
+                    numbers = seen[encoded] = tuple(attributes.merged(base, encoded).values())
+                ids.extend(numbers)
+                offsets.append(len(ids))
                 severity = (record.severity_text, record.severity_number)
                 level = level_of.get(severity)
                 if level is None:
                     level = level_of[severity] = _level(*severity)
                 body = record.body
-                text = body.string_value or text_of(body) or ""
                 ts.append(nanos // 1000)
-                services.append(service)
                 levels.append(level)
-                messages.append(text)
+                messages.append(body.string_value or text_of(body) or "")
                 trace_ids.append(record.trace_id.hex() or None)
                 span_ids.append(record.span_id.hex() or None)
+        services.extend([service] * (len(ts) - before))
     return rows
 
 
@@ -264,7 +264,7 @@ def _metric_rows(request: Any) -> Rows:
                     merged = labels.merged(base, tuple(point.attributes[:]))
                     merged.update(labels.numbered(extra))
                     labels.ids.extend(merged.values())
-                    labels.end_row()
+                    labels.offsets.append(len(labels.ids))
                     ts.append(point.time_unix_nano // 1000)
                     names.append(metric.name + suffix)
                     services.append(service)

@@ -107,7 +107,7 @@ def decode_write_request(raw: bytes, service_labels: Sequence[str]) -> Decoded:
     which: list[int] = []
     stale = 0
     for series in request.timeseries:
-        encoded = tuple(series.labels)
+        encoded = tuple(series.labels[:])  # a slice is read in one call; iterating is slow
         index = position.get(encoded)
         if index is None:
             described = known.get(encoded)
@@ -118,7 +118,7 @@ def decode_write_request(raw: bytes, service_labels: Sequence[str]) -> Decoded:
                 known[encoded] = described
             index = position[encoded] = len(distinct)
             distinct.append(described)
-        for sample in series.samples:
+        for sample in series.samples[:]:
             value = sample.value
             if value != value and _bits(value) == STALE_NAN:  # NaN: maybe a staleness marker
                 stale += 1
@@ -133,9 +133,20 @@ def decode_write_request(raw: bytes, service_labels: Sequence[str]) -> Decoded:
         "name": pa.array([d[0] for d in distinct], kinds["name"]).take(take),
         "service": pa.array([d[1] for d in distinct], kinds["service"]).take(take),
         "value": pa.array(values, kinds["value"]),
-        "labels": pa.array([d[2] for d in distinct], kinds["labels"]).take(take),
+        "labels": _label_maps([d[2] for d in distinct]).take(take),
     })  # fmt: skip
     return Decoded(data, stale)
+
+
+def _label_maps(label_lists: list[list[tuple[str, str]]]) -> pa.Array:
+    """A map per series from flat keys and values (much cheaper than from pair lists)."""
+    offsets = [0]
+    for labels in label_lists:
+        offsets.append(offsets[-1] + len(labels))
+    keys = [key for labels in label_lists for key, _ in labels]
+    values = [value for labels in label_lists for _, value in labels]
+    return pa.MapArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(keys, pa.string()),
+                                   pa.array(values, pa.string()))
 
 
 _CACHES: dict[tuple[str, ...], dict[tuple[bytes, ...], tuple[str, str, list]]] = {}
