@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import cramjam
 import pyarrow as pa
@@ -100,7 +101,7 @@ def decode_write_request(raw: bytes, service_labels: Sequence[str]) -> Decoded:
         raise RemoteWriteError(f"the body is not a prometheus.WriteRequest ({exc})") from None
     known = _series_cache(tuple(service_labels))
     # Name, service and labels are built once per distinct series and taken per sample.
-    distinct: list[tuple[str, str, list]] = []
+    distinct: list[Series] = []
     position: dict[tuple[bytes, ...], int] = {}
     ts: list[int] = []
     values: list[float] = []
@@ -127,43 +128,59 @@ def decode_write_request(raw: bytes, service_labels: Sequence[str]) -> Decoded:
             values.append(value)
             which.append(index)
     kinds = COLUMNS["metrics"]
-    take = pa.array(which, pa.int32())
+    names = pa.array([d.name for d in distinct], kinds["name"])
+    services = pa.array([d.service for d in distinct], kinds["service"])
+    labels = _label_maps(distinct)
+    # Prometheus sends each series once per request, mostly with one sample: then the rows
+    # are the distinct series in order, and taking them one by one would only copy.
+    if which != list(range(len(distinct))):
+        take = pa.array(which, pa.int32())
+        names, services, labels = names.take(take), services.take(take), labels.take(take)
     data = pa.table({
         "ts": pa.array(ts, pa.int64()).cast(pa.timestamp("ms")).cast(kinds["ts"]),
-        "name": pa.array([d[0] for d in distinct], kinds["name"]).take(take),
-        "service": pa.array([d[1] for d in distinct], kinds["service"]).take(take),
+        "name": names,
+        "service": services,
         "value": pa.array(values, kinds["value"]),
-        "labels": _label_maps([d[2] for d in distinct]).take(take),
+        "labels": labels,
     })  # fmt: skip
     return Decoded(data, stale)
 
 
-def _label_maps(label_lists: list[list[tuple[str, str]]]) -> pa.Array:
+class Series(NamedTuple):
+    """What a series' labels say: its metric name, its service, and the other labels."""
+
+    name: str
+    service: str
+    keys: tuple[str, ...]
+    values: tuple[str, ...]
+
+
+def _label_maps(distinct: list[Series]) -> pa.Array:
     """A map per series from flat keys and values (much cheaper than from pair lists)."""
-    offsets = [0]
-    for labels in label_lists:
-        offsets.append(offsets[-1] + len(labels))
-    keys = [key for labels in label_lists for key, _ in labels]
-    values = [value for labels in label_lists for _, value in labels]
+    offsets, keys, values = [0], [], []
+    for series in distinct:
+        keys.extend(series.keys)
+        values.extend(series.values)
+        offsets.append(len(keys))
     return pa.MapArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(keys, pa.string()),
                                    pa.array(values, pa.string()))
 
 
-_CACHES: dict[tuple[str, ...], dict[tuple[bytes, ...], tuple[str, str, list]]] = {}
+_CACHES: dict[tuple[str, ...], dict[tuple[bytes, ...], Series]] = {}
 
 
 def _series_cache(service_labels: tuple[str, ...]) -> dict:
     return _CACHES.setdefault(service_labels, {})
 
 
-def _describe(encoded: tuple[bytes, ...], service_labels: Sequence[str]) -> tuple[str, str, list]:
+def _describe(encoded: tuple[bytes, ...], service_labels: Sequence[str]) -> Series:
     labels = {}
     for item in encoded:
         label = Label.FromString(item)
         labels[label.name] = label.value
     name = labels.pop("__name__", "")
     service = next((labels[s] for s in service_labels if labels.get(s)), UNKNOWN_SERVICE)
-    return name, service, list(labels.items())
+    return Series(name, service, tuple(labels), tuple(labels.values()))
 
 
 def encode_remote_write(series: Sequence[tuple[dict[str, str], Sequence[tuple[int, float]]]]) -> bytes:

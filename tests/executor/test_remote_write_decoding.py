@@ -1,0 +1,27 @@
+"""Remote-write bodies become the same `metrics` rows whether each series brings one sample (the
+usual shape, taken as is) or several and repeats (taken sample by sample)."""
+
+from datetime import datetime, timedelta
+
+from casebook.executor.ingest.remote_write import decode_remote_write, encode_remote_write
+
+NOON_MS = 1767268800000
+NOON = datetime(2026, 1, 1, 12, 0)
+
+
+def rows(body: bytes) -> list[tuple]:
+    data = decode_remote_write(body).data
+    return list(zip(*(data[c].to_pylist() for c in data.column_names), strict=True))
+
+
+def test_one_sample_per_series_and_repeated_series_give_the_same_rows():
+    series = [({"__name__": f"m{n}", "job": "api", "pod": f"p{n}"}, [(NOON_MS + n, float(n))])
+              for n in range(3)]
+    expected = [(NOON + timedelta(milliseconds=n), f"m{n}", "api", float(n),
+                 [("job", "api"), ("pod", f"p{n}")]) for n in range(3)]
+    assert rows(encode_remote_write(series)) == expected
+    # The same samples with series split and repeated: rows in the order of the samples.
+    split = [series[1], series[0], ({"__name__": "m1", "job": "api", "pod": "p1"}, []),
+             series[2], ({"pod": "p0", "__name__": "m0", "job": "api"}, [(NOON_MS + 9, 9.0)])]
+    assert rows(encode_remote_write(split)) == [expected[1], expected[0], expected[2], (
+        NOON + timedelta(milliseconds=9), "m0", "api", 9.0, [("job", "api"), ("pod", "p0")])]
