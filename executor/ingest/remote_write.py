@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import cramjam
 import pyarrow as pa
@@ -94,11 +94,13 @@ def decode_remote_write(
 
 def decode_write_request(raw: bytes, service_labels: Sequence[str]) -> Decoded:
     """Rows of `metrics` from an uncompressed `prometheus.WriteRequest`."""
-    request = RawWriteRequest()
     try:
-        request.ParseFromString(raw)
-    except DecodeError as exc:
+        return _decode(RawWriteRequest.FromString(raw), service_labels)
+    except DecodeError as exc:  # labels are checked (UTF-8) only when first decoded
         raise RemoteWriteError(f"the body is not a prometheus.WriteRequest ({exc})") from None
+
+
+def _decode(request: Any, service_labels: Sequence[str]) -> Decoded:
     known = _series_cache(tuple(service_labels))
     # Name, service and labels are built once per distinct series and taken per sample.
     distinct: list[Series] = []

@@ -3,7 +3,14 @@ usual shape, taken as is) or several and repeats (taken sample by sample)."""
 
 from datetime import datetime, timedelta
 
-from casebook.executor.ingest.remote_write import decode_remote_write, encode_remote_write
+import cramjam
+import pytest
+
+from casebook.executor.ingest.remote_write import (
+    RemoteWriteError,
+    decode_remote_write,
+    encode_remote_write,
+)
 
 NOON_MS = 1767268800000
 NOON = datetime(2026, 1, 1, 12, 0)
@@ -25,3 +32,11 @@ def test_one_sample_per_series_and_repeated_series_give_the_same_rows():
              series[2], ({"pod": "p0", "__name__": "m0", "job": "api"}, [(NOON_MS + 9, 9.0)])]
     assert rows(encode_remote_write(split)) == [expected[1], expected[0], expected[2], (
         NOON + timedelta(milliseconds=9), "m0", "api", 9.0, [("job", "api"), ("pod", "p0")])]
+
+
+def test_a_label_that_is_not_utf8_is_refused_as_a_bad_body():
+    label = b"\x0a\x08__name__\x12\x02\xff\xfe"  # a Label whose value is not UTF-8
+    series = b"\x0a" + bytes([len(label)]) + label  # a TimeSeries holding it
+    body = bytes(cramjam.snappy.compress_raw(b"\x0a" + bytes([len(series)]) + series))
+    with pytest.raises(RemoteWriteError, match="the body is not a prometheus.WriteRequest"):
+        decode_remote_write(body)
