@@ -12,6 +12,7 @@ each decoded once per request, and a row lists the numbers of its pairs (see `Ma
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +52,8 @@ REQUESTS: dict[str, tuple[str, type]] = {
     "metrics": ("resourceMetrics", OFFICIAL["metrics"]),
 }
 STATUS_KEY, KIND_KEY = "otel.status_description", "span.kind"
+# Columns of numbers are filled as machine-typed arrays (array module type codes).
+NUMBERS = {TIMESTAMP: "q", pa.float64(): "d"}
 KEY_VALUES = KeyValueCache()  # shared by all requests: attributes repeat across them
 
 
@@ -61,8 +64,8 @@ class MapColumn:
     def __init__(self) -> None:
         self.keys: list[str] = []
         self.values: list[str] = []
-        self.ids: list[int] = []
-        self.offsets = [0]
+        self.ids = array("i")  # machine ints: Arrow takes their buffer without converting
+        self.offsets = array("i", [0])
         self._pairs: dict[tuple[str, str], int] = {}
         self._encoded: dict[bytes, int | None] = {}
 
@@ -95,10 +98,10 @@ class MapColumn:
         return len(self.offsets) - 1
 
     def arrow(self) -> pa.Array:
-        take = pa.array(self.ids, pa.int32())
+        take = _from_buffer(pa.int32(), self.ids)
         keys = pa.array(self.keys, STRING).take(take)
         values = pa.array(self.values, STRING).take(take)
-        return pa.MapArray.from_arrays(pa.array(self.offsets, pa.int32()), keys, values)
+        return pa.MapArray.from_arrays(_from_buffer(pa.int32(), self.offsets), keys, values)
 
 
 @dataclass
@@ -111,7 +114,8 @@ class Rows:
     problem: str | None = None  # the first reason a record was rejected
 
     def __post_init__(self) -> None:
-        self.columns = {name: MapColumn() if kind == TEXT_MAP else []
+        self.columns = {name: MapColumn() if kind == TEXT_MAP else
+                        array(NUMBERS[kind]) if kind in NUMBERS else []
                         for name, kind in COLUMNS[self.table].items()}
 
     def reject(self, problem: str) -> None:
@@ -124,10 +128,20 @@ class Rows:
 
     def arrow(self) -> pa.Table:
         kinds = COLUMNS[self.table]
-        return pa.table({
-            name: values.arrow() if isinstance(values, MapColumn) else pa.array(values, kinds[name])
-            for name, values in self.columns.items()
-        })
+        return pa.table({name: _arrow(values, kinds[name]) for name, values in self.columns.items()})
+
+
+def _arrow(values: Any, kind: pa.DataType) -> pa.Array:
+    if isinstance(values, MapColumn):
+        return values.arrow()
+    if isinstance(values, array):
+        return _from_buffer(kind, values)
+    return pa.array(values, kind)
+
+
+def _from_buffer(kind: pa.DataType, values: array) -> pa.Array:
+    """An Arrow array over a machine-typed array's own memory (no nulls, no copy)."""
+    return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(values)])
 
 
 def request_rows(request: Any) -> Rows:

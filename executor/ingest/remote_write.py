@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import cramjam
 import pyarrow as pa
@@ -19,9 +19,9 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
 from casebook.executor.ingest.otlp_rows import COLUMNS
+from casebook.executor.ingest.prometheus_series import Series, describe, series_table
 
 DEFAULT_SERVICE_LABELS = ("service", "job")
-UNKNOWN_SERVICE = "unknown_service"
 # Prometheus marks a series that disappeared with this NaN; it is not a value.
 STALE_NAN = 0x7FF0000000000002
 
@@ -65,7 +65,6 @@ def _messages() -> dict[str, type]:
 MESSAGES = _messages()
 WriteRequest, Label = MESSAGES["WriteRequest"], MESSAGES["Label"]
 RawWriteRequest = MESSAGES["RawWriteRequest"]
-SERIES_CACHE_SIZE = 200_000  # label sets remembered; forgotten all at once past this
 
 
 class RemoteWriteError(ValueError):
@@ -101,26 +100,17 @@ def decode_write_request(raw: bytes, service_labels: Sequence[str]) -> Decoded:
 
 
 def _decode(request: Any, service_labels: Sequence[str]) -> Decoded:
-    known = _series_cache(tuple(service_labels))
-    # Name, service and labels are built once per distinct series and taken per sample.
-    distinct: list[Series] = []
-    position: dict[tuple[bytes, ...], int] = {}
+    table = series_table(service_labels)
+    numbers = table.numbers
     ts: list[int] = []
     values: list[float] = []
-    which: list[int] = []
+    which: list[int] = []  # the series of each sample, by its number in the table
     stale = 0
     for series in request.timeseries:
         encoded = tuple(series.labels[:])  # a slice is read in one call; iterating is slow
-        index = position.get(encoded)
-        if index is None:
-            described = known.get(encoded)
-            if described is None:
-                described = _describe(encoded, service_labels)
-                if len(known) >= SERIES_CACHE_SIZE:
-                    known.clear()
-                known[encoded] = described
-            index = position[encoded] = len(distinct)
-            distinct.append(described)
+        number = numbers.get(encoded)
+        if number is None:  # first met: its labels are decoded (and checked) now
+            number = table.add(encoded, _describe(encoded, service_labels))
         for sample in series.samples[:]:
             value = sample.value
             if value != value and _bits(value) == STALE_NAN:  # NaN: maybe a staleness marker
@@ -128,16 +118,9 @@ def _decode(request: Any, service_labels: Sequence[str]) -> Decoded:
                 continue
             ts.append(sample.timestamp)
             values.append(value)
-            which.append(index)
+            which.append(number)
     kinds = COLUMNS["metrics"]
-    names = pa.array([d.name for d in distinct], kinds["name"])
-    services = pa.array([d.service for d in distinct], kinds["service"])
-    labels = _label_maps(distinct)
-    # Prometheus sends each series once per request, mostly with one sample: then the rows
-    # are the distinct series in order, and taking them one by one would only copy.
-    if which != list(range(len(distinct))):
-        take = pa.array(which, pa.int32())
-        names, services, labels = names.take(take), services.take(take), labels.take(take)
+    names, services, labels = table.columns(pa.array(which, pa.int32()))
     data = pa.table({
         "ts": pa.array(ts, pa.int64()).cast(pa.timestamp("ms")).cast(kinds["ts"]),
         "name": names,
@@ -148,41 +131,12 @@ def _decode(request: Any, service_labels: Sequence[str]) -> Decoded:
     return Decoded(data, stale)
 
 
-class Series(NamedTuple):
-    """What a series' labels say: its metric name, its service, and the other labels."""
-
-    name: str
-    service: str
-    keys: tuple[str, ...]
-    values: tuple[str, ...]
-
-
-def _label_maps(distinct: list[Series]) -> pa.Array:
-    """A map per series from flat keys and values (much cheaper than from pair lists)."""
-    offsets, keys, values = [0], [], []
-    for series in distinct:
-        keys.extend(series.keys)
-        values.extend(series.values)
-        offsets.append(len(keys))
-    return pa.MapArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(keys, pa.string()),
-                                   pa.array(values, pa.string()))
-
-
-_CACHES: dict[tuple[str, ...], dict[tuple[bytes, ...], Series]] = {}
-
-
-def _series_cache(service_labels: tuple[str, ...]) -> dict:
-    return _CACHES.setdefault(service_labels, {})
-
-
 def _describe(encoded: tuple[bytes, ...], service_labels: Sequence[str]) -> Series:
     labels = {}
     for item in encoded:
         label = Label.FromString(item)
         labels[label.name] = label.value
-    name = labels.pop("__name__", "")
-    service = next((labels[s] for s in service_labels if labels.get(s)), UNKNOWN_SERVICE)
-    return Series(name, service, tuple(labels), tuple(labels.values()))
+    return describe(labels, service_labels)
 
 
 def encode_remote_write(series: Sequence[tuple[dict[str, str], Sequence[tuple[int, float]]]]) -> bytes:

@@ -1,6 +1,7 @@
 """Remote-write bodies become the same `metrics` rows whether each series brings one sample (the
 usual shape, taken as is) or several and repeats (taken sample by sample)."""
 
+import threading
 from datetime import datetime, timedelta
 
 import cramjam
@@ -40,3 +41,32 @@ def test_a_label_that_is_not_utf8_is_refused_as_a_bad_body():
     body = bytes(cramjam.snappy.compress_raw(b"\x0a" + bytes([len(series)]) + series))
     with pytest.raises(RemoteWriteError, match="the body is not a prometheus.WriteRequest"):
         decode_remote_write(body)
+
+
+def test_requests_decoded_at_once_meeting_new_series_get_their_own_rows():
+    def body(request: int) -> tuple[bytes, list[tuple]]:
+        # Overlapping series: each request meets some seen before and some new to everyone.
+        numbers = range(request * 50, request * 50 + 120)
+        series = [({"__name__": "load", "job": f"j{n % 7}", "pod": f"p{n}"},
+                   [(NOON_MS + request, float(n))]) for n in numbers]
+        expected = [(NOON + timedelta(milliseconds=request), "load", f"j{n % 7}", float(n),
+                     [("job", f"j{n % 7}"), ("pod", f"p{n}")]) for n in numbers]
+        return encode_remote_write(series), expected
+
+    cases = [body(request) for request in range(40)]
+    wrong = []
+
+    def decode(share: list) -> None:
+        for encoded, expected in share:
+            try:
+                if rows(encoded) != expected:
+                    wrong.append(expected[0])
+            except Exception as exc:  # noqa: BLE001 - a thread's failure must reach the assert
+                wrong.append(repr(exc))
+
+    threads = [threading.Thread(target=decode, args=(cases[i::4],)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == []
