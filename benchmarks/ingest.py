@@ -188,7 +188,9 @@ def throughput(service: Service, signal: str, bodies: list[bytes], rows_per_body
         "busy_503": sent["busy_503"],
         # Independent of what else the machine runs: rows per second of the service's CPU.
         "rows_per_service_cpu_s": round(sent["rows"] / used) if used else None,
+        "service_cpu_s": round(used, 2),
         "peak_rss_mib": round(peak_rss_mib(service), 1),
+        "load_average_1m": round(os.getloadavg()[0], 2),  # others' work on the machine then
     }
 
 
@@ -294,7 +296,8 @@ def main() -> None:
         print(f"{signal:8} {figures['stored_per_s']:>9,} rows/s stored "
               f"({figures['acknowledged_per_s']:,}/s acknowledged, "
               f"{figures['rows_per_service_cpu_s']:,} per CPU-second, {figures['busy_503']} "
-              f"answered 503), peak RSS {figures['peak_rss_mib']:.0f} MiB")
+              f"answered 503), peak RSS {figures['peak_rss_mib']:.0f} MiB, "
+              f"load average {figures['load_average_1m']:.1f}")
     times = result["investigation_s"]
     print(f"investigation: {times['idle_median']:.2f} s idle, "
           f"{times['ingesting_half_rate_median']:.2f} s while ingesting at half rate")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import cramjam
 import pyarrow as pa
@@ -18,9 +19,9 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
 from casebook.executor.ingest.otlp_rows import COLUMNS
+from casebook.executor.ingest.prometheus_series import Series, describe, series_table
 
 DEFAULT_SERVICE_LABELS = ("service", "job")
-UNKNOWN_SERVICE = "unknown_service"
 # Prometheus marks a series that disappeared with this NaN; it is not a value.
 STALE_NAN = 0x7FF0000000000002
 
@@ -64,7 +65,6 @@ def _messages() -> dict[str, type]:
 MESSAGES = _messages()
 WriteRequest, Label = MESSAGES["WriteRequest"], MESSAGES["Label"]
 RawWriteRequest = MESSAGES["RawWriteRequest"]
-SERIES_CACHE_SIZE = 200_000  # label sets remembered; forgotten all at once past this
 
 
 class RemoteWriteError(ValueError):
@@ -93,66 +93,50 @@ def decode_remote_write(
 
 def decode_write_request(raw: bytes, service_labels: Sequence[str]) -> Decoded:
     """Rows of `metrics` from an uncompressed `prometheus.WriteRequest`."""
-    request = RawWriteRequest()
     try:
-        request.ParseFromString(raw)
-    except DecodeError as exc:
+        return _decode(RawWriteRequest.FromString(raw), service_labels)
+    except DecodeError as exc:  # labels are checked (UTF-8) only when first decoded
         raise RemoteWriteError(f"the body is not a prometheus.WriteRequest ({exc})") from None
-    known = _series_cache(tuple(service_labels))
-    # Name, service and labels are built once per distinct series and taken per sample.
-    distinct: list[tuple[str, str, list]] = []
-    position: dict[tuple[bytes, ...], int] = {}
+
+
+def _decode(request: Any, service_labels: Sequence[str]) -> Decoded:
+    table = series_table(service_labels)
+    numbers = table.numbers
     ts: list[int] = []
     values: list[float] = []
-    which: list[int] = []
+    which: list[int] = []  # the series of each sample, by its number in the table
     stale = 0
     for series in request.timeseries:
-        encoded = tuple(series.labels)
-        index = position.get(encoded)
-        if index is None:
-            described = known.get(encoded)
-            if described is None:
-                described = _describe(encoded, service_labels)
-                if len(known) >= SERIES_CACHE_SIZE:
-                    known.clear()
-                known[encoded] = described
-            index = position[encoded] = len(distinct)
-            distinct.append(described)
-        for sample in series.samples:
+        encoded = tuple(series.labels[:])  # a slice is read in one call; iterating is slow
+        number = numbers.get(encoded)
+        if number is None:  # first met: its labels are decoded (and checked) now
+            number = table.add(encoded, _describe(encoded, service_labels))
+        for sample in series.samples[:]:
             value = sample.value
             if value != value and _bits(value) == STALE_NAN:  # NaN: maybe a staleness marker
                 stale += 1
                 continue
             ts.append(sample.timestamp)
             values.append(value)
-            which.append(index)
+            which.append(number)
     kinds = COLUMNS["metrics"]
-    take = pa.array(which, pa.int32())
+    names, services, labels = table.columns(pa.array(which, pa.int32()))
     data = pa.table({
         "ts": pa.array(ts, pa.int64()).cast(pa.timestamp("ms")).cast(kinds["ts"]),
-        "name": pa.array([d[0] for d in distinct], kinds["name"]).take(take),
-        "service": pa.array([d[1] for d in distinct], kinds["service"]).take(take),
+        "name": names,
+        "service": services,
         "value": pa.array(values, kinds["value"]),
-        "labels": pa.array([d[2] for d in distinct], kinds["labels"]).take(take),
+        "labels": labels,
     })  # fmt: skip
     return Decoded(data, stale)
 
 
-_CACHES: dict[tuple[str, ...], dict[tuple[bytes, ...], tuple[str, str, list]]] = {}
-
-
-def _series_cache(service_labels: tuple[str, ...]) -> dict:
-    return _CACHES.setdefault(service_labels, {})
-
-
-def _describe(encoded: tuple[bytes, ...], service_labels: Sequence[str]) -> tuple[str, str, list]:
+def _describe(encoded: tuple[bytes, ...], service_labels: Sequence[str]) -> Series:
     labels = {}
     for item in encoded:
         label = Label.FromString(item)
         labels[label.name] = label.value
-    name = labels.pop("__name__", "")
-    service = next((labels[s] for s in service_labels if labels.get(s)), UNKNOWN_SERVICE)
-    return name, service, list(labels.items())
+    return describe(labels, service_labels)
 
 
 def encode_remote_write(series: Sequence[tuple[dict[str, str], Sequence[tuple[int, float]]]]) -> bytes:

@@ -41,7 +41,7 @@ from casebook.executor.ingest.events import (
     validation_problem,
 )
 from casebook.executor.ingest.otlp import OtlpJsonError, parse_otlp_json
-from casebook.executor.ingest.otlp_rows import REQUESTS, request_rows
+from casebook.executor.ingest.otlp_rows import REQUESTS, Rows, decode_request, request_rows
 from casebook.executor.ingest.remote_write import RemoteWriteError, decode_remote_write
 from casebook.executor.intake.auth import token_matches
 from casebook.executor.intake.bodies import RequestProblem, content_type, parse_json, read_body
@@ -141,7 +141,7 @@ def register_receivers(app: FastAPI, service: IntakeService) -> Spool:
             rejected: dict[str, Any] = {}
 
             def decode(body: bytes) -> dict[str, pa.Table]:
-                rows = request_rows(_otlp_request(body, table, kind))
+                rows = _otlp_rows(body, table, kind)
                 rejected.update(count=rows.rejected, problem=rows.problem)
                 return {table: rows.arrow()}
 
@@ -227,16 +227,14 @@ def _event_rows(body: bytes) -> dict[str, pa.Table]:
     return {"events": change_rows(parsed)}
 
 
-def _otlp_request(body: bytes, table: str, kind: str) -> Any:
+def _otlp_rows(body: bytes, table: str, kind: str) -> Rows:
     if kind == PROTOBUF:
-        request = REQUESTS[table][1]()
-        request.ParseFromString(body)
-        return request
+        return decode_request(table, body)
     try:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise OtlpJsonError(f"the body is not JSON ({exc})") from None
-    return parse_otlp_json(document, table)
+    return request_rows(parse_otlp_json(document, table))
 
 
 def _otlp_problem(exc: Exception, signal: str, kind: str) -> str:

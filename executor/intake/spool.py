@@ -32,7 +32,6 @@ import pyarrow as pa
 from casebook.executor.ingest.events import EVENT_COLUMNS
 from casebook.executor.ingest.otlp_rows import COLUMNS
 from casebook.executor.telemetry_store import Batch, SchemaError, TelemetryStore, conform
-from casebook.sdk.schema import CORE_TABLES
 
 log = logging.getLogger("casebook.receivers")
 
@@ -42,7 +41,9 @@ MARKER_TABLE = "receiver_batches"
 REMEMBER_KEYS_S = 3600.0
 REMEMBER_KEYS_AT_MOST = 500_000  # about 60 MiB of keys; the oldest are forgotten first
 RETRY_S = 2.0
-ALREADY_CONFORMED = ("metrics", "spans", "events")
+ALREADY_CONFORMED = ("logs", "metrics", "spans", "events", MARKER_TABLE)
+MARKER_COLUMNS = {"ts": pa.timestamp("us"), "key": pa.string(), "tables": pa.string(),
+                  "rows": pa.int64()}
 
 
 class SpoolFull(Exception):
@@ -288,29 +289,29 @@ def _batches(records: list[Record]) -> list[Batch]:
     batches = [_conformed(name, pa.concat_tables(parts)) for name, parts in sorted(by_table.items())]
     now = datetime.now(UTC).replace(tzinfo=None)
     marker = pa.table({
-        "ts": pa.array([now] * len(records), pa.timestamp("us")),
-        "key": [r.key for r in records],
-        "tables": [",".join(sorted(r.tables)) for r in records],
-        "rows": pa.array([sum(t.num_rows for t in r.tables.values()) for r in records], pa.int64()),
+        "ts": pa.array([now] * len(records), MARKER_COLUMNS["ts"]),
+        "key": pa.array([r.key for r in records], MARKER_COLUMNS["key"]),
+        "tables": pa.array([",".join(sorted(r.tables)) for r in records], MARKER_COLUMNS["tables"]),
+        "rows": pa.array([sum(t.num_rows for t in r.tables.values()) for r in records],
+                         MARKER_COLUMNS["rows"]),
     })  # fmt: skip
     # The marker goes last: a crash between two files of one write can then only leave data
     # without its marker (written again on replay), never a marker without its data.
-    return [*batches, conform(MARKER_TABLE, marker)]
+    return [*batches, _conformed(MARKER_TABLE, marker)]
 
 
 def _conformed(table: str, data: pa.Table) -> Batch:
-    # The receivers build metrics, spans and events rows in the schema's exact types and
-    # spellings (logs' levels still need conform's synonyms), so checking them again row by
-    # row would only halve the throughput.
-    if table in ALREADY_CONFORMED and data.schema.equals(_schema_of(table)):
-        return Batch(table, data, CORE_TABLES[table].time_column)
+    # The receivers build rows in the schema's exact types and spellings (levels included), so
+    # checking them again row by row would only halve the throughput.
+    if table in ALREADY_CONFORMED and data.schema.equals(_conformed_empty(table).data.schema):
+        return Batch(table, data, _conformed_empty(table).time_column)
     return conform(table, data)
 
 
 @functools.cache
-def _schema_of(table: str) -> pa.Schema:
-    columns = {"events": EVENT_COLUMNS}.get(table) or COLUMNS[table]
-    return conform(table, pa.table({c: pa.array([], t) for c, t in columns.items()})).data.schema
+def _conformed_empty(table: str) -> Batch:
+    columns = {"events": EVENT_COLUMNS, MARKER_TABLE: MARKER_COLUMNS}.get(table) or COLUMNS[table]
+    return conform(table, pa.table({c: pa.array([], t) for c, t in columns.items()}))
 
 
 def _encode(key: str, tables: dict[str, pa.Table]) -> bytes:

@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from casebook.executor.telemetry_store.conformance import (
     TABLE_NAME,
@@ -27,7 +30,7 @@ from casebook.executor.telemetry_store.conformance import (
     scratch_connection,
     sql_text,
 )
-from casebook.executor.telemetry_store.location import Location
+from casebook.executor.telemetry_store.location import LocalLocation, Location
 from casebook.executor.telemetry_store.manifest import LOCK, Manifest, Part
 from casebook.sdk.schema import time_column_of
 
@@ -39,6 +42,15 @@ MAX_OPEN_PARTS = 32
 ORPHAN_AGE = timedelta(hours=1)
 # Replaced files stay this long, so queries that started before the swap can finish.
 GRACE = timedelta(minutes=15)
+# Column types that pyarrow writes to Parquet exactly as DuckDB's COPY does (same physical and
+# logical types, same map layout), so either writer's files read back the same.
+ARROW_WRITABLE = (pa.string(), pa.timestamp("us"), pa.float64(), pa.int64(), pa.int32(),
+                  pa.bool_(), pa.map_(pa.string(), pa.string()))
+ROW_GROUP_ROWS = 122_880  # DuckDB's own row group size
+HOUR_US = 3_600_000_000
+# Times whose hour Python names as DuckDB does (four-digit years); others are left to DuckDB.
+ARROW_TIMES_US = ((datetime(1000, 1, 1) - datetime(1970, 1, 1)) // timedelta(microseconds=1),
+                  (datetime(9999, 12, 31) - datetime(1970, 1, 1)) // timedelta(microseconds=1))
 
 
 @dataclass(frozen=True)
@@ -111,7 +123,7 @@ class ParquetTables:
         by_table: dict[str, list[int]],
         written: dict[int, list[Part]],
     ) -> None:
-        con = self.connection()
+        con: duckdb.DuckDBPyConnection | None = None
         try:
             for table, indexes in by_table.items():
                 known = set(Manifest.load(self.location, table).keys)
@@ -121,11 +133,16 @@ class ParquetTables:
                         continue
                     if batch.key:
                         known.add(batch.key)
+                    if self._arrow_writes(batch):
+                        written[index] = self._write_arrow(table, batch.data, batch.time_column)
+                        continue
+                    con = con or self.connection()
                     con.register("incoming", batch.data)
                     written[index] = self._write_rows(con, table, "incoming", batch.time_column)
                     con.unregister("incoming")
         finally:
-            con.close()
+            if con is not None:
+                con.close()
 
     def _commit(
         self,
@@ -195,6 +212,53 @@ class ParquetTables:
                 raise TelemetryStoreError(
                     f"could not write to {self.location.url(table)}: {exc}"
                 ) from exc
+            raise
+        return parts
+
+    def _arrow_writes(self, batch: Batch) -> bool:
+        """Whether pyarrow can write the batch: about ten times faster than DuckDB's COPY for
+        map columns, and the same Parquet, for the types in ARROW_WRITABLE on a local disk."""
+        if not isinstance(self.location, LocalLocation):
+            return False
+        if not all(field.type in ARROW_WRITABLE for field in batch.data.schema):
+            return False
+        column = batch.time_column
+        if column is None:
+            return True
+        times = batch.data[column]
+        bounds = pc.min_max(times.cast(pa.int64())).as_py()
+        low, high = ARROW_TIMES_US
+        return times.null_count == 0 and low <= bounds["min"] and bounds["max"] < high
+
+    def _write_arrow(self, table: str, data: pa.Table, time_column: str | None) -> list[Part]:
+        """`_write_rows` by pyarrow: one file per hour the rows cover, sorted by time."""
+        groups: list[tuple[str | None, pa.Table]] = [(None, data)]
+        if time_column is not None:
+            data = data.take(pc.sort_indices(data[time_column]))  # stable: ties keep arrival order
+            micros = data[time_column].cast(pa.int64()).to_numpy()
+            hour_of = micros // HOUR_US
+            cuts = [0, *(hour_of[1:] != hour_of[:-1]).nonzero()[0] + 1, len(micros)]
+            groups = [(_hour_text(int(hour_of[start])), data.slice(start, end - start))
+                      for start, end in zip(cuts, cuts[1:], strict=False)]
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        parts: list[Part] = []
+        try:
+            for hour, rows in groups:
+                folder = f"{table}/hour={hour}" if hour else f"{table}/{TIMELESS}"
+                relative = f"{folder}/part-{stamp}-{uuid.uuid4().hex[:12]}.parquet"
+                self.location.prepare_write(relative)
+                parts.append(Part(relative, hour, rows.num_rows))  # deleted again on failure
+                try:
+                    pq.write_table(rows, self.location.url(relative), compression="zstd",
+                                   row_group_size=ROW_GROUP_ROWS, store_schema=False)
+                except (OSError, pa.ArrowException) as exc:
+                    raise TelemetryStoreError(
+                        f"could not write to {self.location.url(table)}: {exc}"
+                    ) from exc
+                self.location.settle(relative)
+        except BaseException:
+            for part in parts:
+                self.location.delete(part.path)
             raise
         return parts
 
@@ -297,6 +361,11 @@ class ParquetTables:
         for path in orphans:
             self.location.delete(path)
         return len(deletable) + len(orphans)
+
+
+def _hour_text(hour: int) -> str:
+    """An hour counted from the epoch as a partition name, as DuckDB's strftime writes it."""
+    return (datetime(1970, 1, 1) + timedelta(hours=hour)).strftime(HOUR)
 
 
 def _hour_end(hour: str) -> datetime:
