@@ -15,16 +15,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import cramjam
+import numpy as np
 import pyarrow as pa
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
-from casebook.executor.ingest.otlp_rows import COLUMNS, from_buffer
-from casebook.executor.ingest.prometheus_series import Series, describe, series_table
+from casebook.executor.ingest.otlp_rows import COLUMNS
+from casebook.executor.ingest.prometheus_samples import STALE_NAN, known_samples
+from casebook.executor.ingest.prometheus_series import Series, SeriesTable, describe, series_table
 
 DEFAULT_SERVICE_LABELS = ("service", "job")
-# Prometheus marks a series that disappeared with this NaN; it is not a value.
-STALE_NAN = 0x7FF0000000000002
 
 
 def _messages() -> dict[str, type]:
@@ -94,19 +94,35 @@ def decode_remote_write(
 
 def decode_write_request(raw: bytes, service_labels: Sequence[str]) -> Decoded:
     """Rows of `metrics` from an uncompressed `prometheus.WriteRequest`."""
+    table = series_table(service_labels)
     try:
-        return _decode(RawWriteRequest.FromString(raw), service_labels)
+        known = known_samples(raw, table.regions)  # the usual request: read as arrays
+        if known is None:
+            known = _decode(RawWriteRequest.FromString(raw), table, service_labels)
     except DecodeError as exc:  # labels are checked (UTF-8) only when first decoded
         raise RemoteWriteError(f"the body is not a prometheus.WriteRequest ({exc})") from None
+    which, ts, values, stale = known
+    kinds = COLUMNS["metrics"]
+    names, services, labels = table.columns(pa.array(which, pa.int32()))
+    data = pa.table({
+        "ts": pa.array(ts, pa.int64()).cast(pa.timestamp("ms")).cast(kinds["ts"]),
+        "name": names,
+        "service": services,
+        "value": pa.array(values, kinds["value"]),
+        "labels": labels,
+    })  # fmt: skip
+    return Decoded(data, stale)
 
 
-def _decode(request: Any, service_labels: Sequence[str]) -> Decoded:
-    table = series_table(service_labels)
+def _decode(request: Any, table: SeriesTable, service_labels: Sequence[str]
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(series numbers, timestamps in ms, values, staleness markers) of any WriteRequest,
+    series by series."""
     number_of = table.numbers.get
-    ts = array("q")  # machine arrays: Arrow takes their buffers without converting
+    ts = array("q")  # machine arrays: numpy and Arrow take their buffers without converting
     values = array("d")
     which = array("i")  # the series of each sample, by its number in the table
-    # Bound once: this loop runs once per series, hundreds of thousands of times a second.
+    # Bound once: this loop runs once per series.
     add_ts, add_value, add_series = ts.append, values.append, which.append
     stale = 0
     for series in request.timeseries:
@@ -122,16 +138,8 @@ def _decode(request: Any, service_labels: Sequence[str]) -> Decoded:
             add_ts(sample.timestamp)
             add_value(value)
             add_series(number)
-    kinds = COLUMNS["metrics"]
-    names, services, labels = table.columns(from_buffer(pa.int32(), which))
-    data = pa.table({
-        "ts": from_buffer(pa.timestamp("ms"), ts).cast(kinds["ts"]),
-        "name": names,
-        "service": services,
-        "value": from_buffer(kinds["value"], values),
-        "labels": labels,
-    })  # fmt: skip
-    return Decoded(data, stale)
+    return (np.frombuffer(which, np.int32), np.frombuffer(ts, np.int64),
+            np.frombuffer(values, np.float64), stale)
 
 
 def _describe(encoded: tuple[bytes, ...], service_labels: Sequence[str]) -> Series:
