@@ -233,7 +233,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
     bodies = {
         "traces": otlp_bodies("traces", requests),
         "logs": otlp_bodies("logs", requests),
-        "metrics": remote_write_bodies(max(4, requests // 4)),
+        "metrics": remote_write_bodies(requests),
     }
     sizes = {"traces": BATCH, "logs": BATCH, "metrics": SAMPLES_PER_REQUEST}
     service = Service(store, work, ray=False)
@@ -294,7 +294,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--rows", type=int, default=200_000, help="telemetry rows in the store")
     parser.add_argument("--requests", type=int, default=400,
-                        help="OTLP requests per signal (remote-write: a quarter of it)")
+                        help="requests per signal")
     parser.add_argument("--investigations", type=int, default=3,
                         help="investigations timed idle and while ingesting")
     args = parser.parse_args()
