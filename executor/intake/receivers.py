@@ -215,22 +215,23 @@ class ReceiverRoutes:
     """
 
     def __init__(self, app: ASGIApp, receivers: Receivers):
+        # Imported here: app.py imports this module to register the receivers.
+        from casebook.executor.intake.app import SECURITY_HEADERS, _problem, guard_refusal
+
         self.app, self.receivers = app, receivers
         self.routes = receivers.routes
+        self.headers, self.refused, self.refusal = SECURITY_HEADERS, _problem, guard_refusal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = self.routes.get(scope["path"]) if scope["type"] == "http" else None
         if route is None:
             await self.app(scope, receive, send)
             return
-        # Imported here: app.py imports this module to register the receivers.
-        from casebook.executor.intake.app import SECURITY_HEADERS, _problem, guard_refusal
-
         request = Request(scope, receive)
         service = self.receivers.service
-        refusal = guard_refusal(request, service.config)
+        refusal = self.refusal(request, service.config)
         if refusal is not None:
-            response = _problem(request, refusal, service)
+            response = self.refused(request, refusal, service)
         elif request.method != "POST":
             response = JSONResponse({"detail": "Method Not Allowed"}, status_code=405,
                                     headers={"Allow": "POST"})
@@ -238,8 +239,8 @@ class ReceiverRoutes:
             try:
                 response = await route(request)
             except RequestProblem as problem:
-                response = _problem(request, problem, service)
-        for name, value in SECURITY_HEADERS.items():
+                response = self.refused(request, problem, service)
+        for name, value in self.headers.items():
             response.headers.setdefault(name, value)
         await response(scope, receive, send)
 
