@@ -98,10 +98,10 @@ class MapColumn:
         return len(self.offsets) - 1
 
     def arrow(self) -> pa.Array:
-        take = _from_buffer(pa.int32(), self.ids)
+        take = from_buffer(pa.int32(), self.ids)
         keys = pa.array(self.keys, STRING).take(take)
         values = pa.array(self.values, STRING).take(take)
-        return pa.MapArray.from_arrays(_from_buffer(pa.int32(), self.offsets), keys, values)
+        return pa.MapArray.from_arrays(from_buffer(pa.int32(), self.offsets), keys, values)
 
 
 @dataclass
@@ -135,11 +135,11 @@ def _arrow(values: Any, kind: pa.DataType) -> pa.Array:
     if isinstance(values, MapColumn):
         return values.arrow()
     if isinstance(values, array):
-        return _from_buffer(kind, values)
+        return from_buffer(kind, values)
     return pa.array(values, kind)
 
 
-def _from_buffer(kind: pa.DataType, values: array) -> pa.Array:
+def from_buffer(kind: pa.DataType, values: array) -> pa.Array:
     """An Arrow array over a machine-typed array's own memory (no nulls, no copy)."""
     return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(values)])
 

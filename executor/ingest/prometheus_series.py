@@ -15,6 +15,8 @@ from typing import NamedTuple
 
 import pyarrow as pa
 
+from casebook.executor.ingest.prometheus_samples import label_bytes
+
 UNKNOWN_SERVICE = "unknown_service"
 TABLE_SIZE = 200_000  # series remembered; past this a new table starts empty
 TEXT_MAP = pa.map_(pa.string(), pa.string())
@@ -43,6 +45,8 @@ class SeriesTable:
 
     def __init__(self) -> None:
         self.numbers: dict[tuple[bytes, ...], int] = {}
+        # The same numbers by the labels' bytes as they precede the samples on the wire.
+        self.regions: dict[bytes, int] = {}
         self._series: list[Series] = []
         self._columns: tuple[pa.Array, pa.Array, pa.Array] | None = None
         self._lock = threading.Lock()
@@ -56,6 +60,7 @@ class SeriesTable:
             number = self.numbers.get(encoded)
             if number is None:
                 number = self.numbers[encoded] = len(self._series)
+                self.regions[label_bytes(encoded)] = number
                 self._series.append(series)
         return number
 

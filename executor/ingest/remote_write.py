@@ -9,21 +9,22 @@ protobuf parser.
 from __future__ import annotations
 
 import struct
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import cramjam
+import numpy as np
 import pyarrow as pa
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
 from casebook.executor.ingest.otlp_rows import COLUMNS
-from casebook.executor.ingest.prometheus_series import Series, describe, series_table
+from casebook.executor.ingest.prometheus_samples import STALE_NAN, known_samples
+from casebook.executor.ingest.prometheus_series import Series, SeriesTable, describe, series_table
 
 DEFAULT_SERVICE_LABELS = ("service", "job")
-# Prometheus marks a series that disappeared with this NaN; it is not a value.
-STALE_NAN = 0x7FF0000000000002
 
 
 def _messages() -> dict[str, type]:
@@ -93,32 +94,14 @@ def decode_remote_write(
 
 def decode_write_request(raw: bytes, service_labels: Sequence[str]) -> Decoded:
     """Rows of `metrics` from an uncompressed `prometheus.WriteRequest`."""
+    table = series_table(service_labels)
     try:
-        return _decode(RawWriteRequest.FromString(raw), service_labels)
+        known = known_samples(raw, table.regions)  # the usual request: read as arrays
+        if known is None:
+            known = _decode(RawWriteRequest.FromString(raw), table, service_labels)
     except DecodeError as exc:  # labels are checked (UTF-8) only when first decoded
         raise RemoteWriteError(f"the body is not a prometheus.WriteRequest ({exc})") from None
-
-
-def _decode(request: Any, service_labels: Sequence[str]) -> Decoded:
-    table = series_table(service_labels)
-    numbers = table.numbers
-    ts: list[int] = []
-    values: list[float] = []
-    which: list[int] = []  # the series of each sample, by its number in the table
-    stale = 0
-    for series in request.timeseries:
-        encoded = tuple(series.labels[:])  # a slice is read in one call; iterating is slow
-        number = numbers.get(encoded)
-        if number is None:  # first met: its labels are decoded (and checked) now
-            number = table.add(encoded, _describe(encoded, service_labels))
-        for sample in series.samples[:]:
-            value = sample.value
-            if value != value and _bits(value) == STALE_NAN:  # NaN: maybe a staleness marker
-                stale += 1
-                continue
-            ts.append(sample.timestamp)
-            values.append(value)
-            which.append(number)
+    which, ts, values, stale = known
     kinds = COLUMNS["metrics"]
     names, services, labels = table.columns(pa.array(which, pa.int32()))
     data = pa.table({
@@ -129,6 +112,34 @@ def _decode(request: Any, service_labels: Sequence[str]) -> Decoded:
         "labels": labels,
     })  # fmt: skip
     return Decoded(data, stale)
+
+
+def _decode(request: Any, table: SeriesTable, service_labels: Sequence[str]
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(series numbers, timestamps in ms, values, staleness markers) of any WriteRequest,
+    series by series."""
+    number_of = table.numbers.get
+    ts = array("q")  # machine arrays: numpy and Arrow take their buffers without converting
+    values = array("d")
+    which = array("i")  # the series of each sample, by its number in the table
+    # Bound once: this loop runs once per series.
+    add_ts, add_value, add_series = ts.append, values.append, which.append
+    stale = 0
+    for series in request.timeseries:
+        encoded = tuple(series.labels[:])  # a slice is read in one call; iterating is slow
+        number = number_of(encoded)
+        if number is None:  # first met: its labels are decoded (and checked) now
+            number = table.add(encoded, _describe(encoded, service_labels))
+        for sample in series.samples[:]:
+            value = sample.value
+            if value != value and _bits(value) == STALE_NAN:  # NaN: maybe a staleness marker
+                stale += 1
+                continue
+            add_ts(sample.timestamp)
+            add_value(value)
+            add_series(number)
+    return (np.frombuffer(which, np.int32), np.frombuffer(ts, np.int64),
+            np.frombuffer(values, np.float64), stale)
 
 
 def _describe(encoded: tuple[bytes, ...], service_labels: Sequence[str]) -> Series:

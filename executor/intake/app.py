@@ -67,35 +67,12 @@ def create_app(service: IntakeService, *, run_worker: bool = True) -> FastAPI:
     app = FastAPI(
         title="casebook", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
     )
-    allowed_hosts = None if not config.loopback else {*LOOPBACK_HOSTS, config.host}
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
-        # A loopback service refuses other Host names, so a web page cannot reach it through
-        # DNS rebinding.
-        if allowed_hosts is not None and _host_name(request) not in allowed_hosts:
-            return _problem(
-                request,
-                RequestProblem(
-                    421,
-                    f"this service answers to {', '.join(sorted(allowed_hosts))} only",
-                    "wrong_host",
-                ),
-                service,
-            )
-        # Browsers name the page a POST comes from; one from another site is refused, so a
-        # page elsewhere cannot queue alerts or cast feedback through a visitor's browser.
-        origin = request.headers.get("origin")
-        if request.method == "POST" and origin and not _same_origin(origin, request):
-            return _problem(
-                request,
-                RequestProblem(
-                    403,
-                    f"cross-site request refused: Origin {origin[:100]} is not this service",
-                    "cross_site",
-                ),
-                service,
-            )
+        refusal = guard_refusal(request, config)
+        if refusal is not None:
+            return _problem(request, refusal, service)
         response = await call_next(request)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
@@ -266,6 +243,27 @@ def create_app(service: IntakeService, *, run_worker: bool = True) -> FastAPI:
         return Response(service.metrics.exposition(), media_type=CONTENT_TYPE)
 
     return app
+
+
+def guard_refusal(request: Request, config: Any) -> RequestProblem | None:
+    """Why every route refuses this request, or None (the receivers check it too)."""
+    # A loopback service refuses other Host names, so a web page cannot reach it through
+    # DNS rebinding.
+    allowed_hosts = None if not config.loopback else {*LOOPBACK_HOSTS, config.host}
+    if allowed_hosts is not None and _host_name(request) not in allowed_hosts:
+        return RequestProblem(
+            421, f"this service answers to {', '.join(sorted(allowed_hosts))} only", "wrong_host"
+        )
+    # Browsers name the page a POST comes from; one from another site is refused, so a
+    # page elsewhere cannot queue alerts or cast feedback through a visitor's browser.
+    origin = request.headers.get("origin")
+    if request.method == "POST" and origin and not _same_origin(origin, request):
+        return RequestProblem(
+            403,
+            f"cross-site request refused: Origin {origin[:100]} is not this service",
+            "cross_site",
+        )
+    return None
 
 
 def _listing(

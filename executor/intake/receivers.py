@@ -13,15 +13,12 @@ OTLP exporters and Prometheus both retry.
 from __future__ import annotations
 
 import hashlib
-import json
 import zlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import pyarrow as pa
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import FastAPI
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import DecodeError
 from google.rpc.status_pb2 import Status
@@ -31,7 +28,16 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_se
 from prometheus_client import Counter, Gauge
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from casebook.executor.ingest.decoding import (
+    PROTOBUF,
+    Decoded,
+    decode_otlp,
+    decode_samples,
+)
 from casebook.executor.ingest.events import (
     ChangeEvent,
     change_rows,
@@ -40,16 +46,15 @@ from casebook.executor.ingest.events import (
     kube_rows,
     validation_problem,
 )
-from casebook.executor.ingest.otlp import OtlpJsonError, parse_otlp_json
-from casebook.executor.ingest.otlp_rows import REQUESTS, Rows, decode_request, request_rows
-from casebook.executor.ingest.remote_write import RemoteWriteError, decode_remote_write
+from casebook.executor.ingest.otlp import OtlpJsonError
+from casebook.executor.ingest.otlp_rows import REQUESTS
+from casebook.executor.ingest.remote_write import RemoteWriteError
 from casebook.executor.intake.auth import token_matches
 from casebook.executor.intake.bodies import RequestProblem, content_type, parse_json, read_body
 from casebook.executor.intake.service import IntakeService
 from casebook.executor.intake.spool import Spool, SpoolFull
 from casebook.executor.telemetry_store import TelemetryStore
 
-PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 RETRY_AFTER_S = "5"
 MAX_IN_FLIGHT = 16  # requests decoded at once; each holds at most one (inflated) body
@@ -76,8 +81,10 @@ def register_receivers(app: FastAPI, service: IntakeService) -> Spool:
     app.state.spool = spool
     Gauge("casebook_spool_pending_bytes", "Received telemetry not yet written to the store.",
           registry=service.metrics.registry).set_function(lambda: spool.pending_bytes)
-    busy = {"now": 0}
-    limit = config.max_body_bytes
+    receivers = Receivers(service, spool, rows_in)
+    # Outermost of the app's middleware: receiver requests are answered there, without the
+    # framework's layers (the guard is checked the same way), at tens of thousands a minute.
+    app.add_middleware(ReceiverRoutes, receivers=receivers)
 
     inner = app.router.lifespan_context
 
@@ -91,9 +98,25 @@ def register_receivers(app: FastAPI, service: IntakeService) -> Spool:
             spool.close()
 
     app.router.lifespan_context = lifespan
+    return spool
 
-    def authorize(request: Request) -> None:
-        if config.token and not token_matches(request.headers.get("authorization"), config.token):
+
+class Receivers:
+    """The receiver routes: each takes a request and answers it (refusals as RequestProblem)."""
+
+    def __init__(self, service: IntakeService, spool: Spool, rows_in: Counter):
+        self.service, self.config = service, service.config
+        self.spool, self.rows_in = spool, rows_in
+        self.busy = 0
+        self.routes: dict[str, Callable[[Request], Awaitable[Response]]] = {
+            **{f"/v1/{signal}": self._otlp_route(signal) for signal in OTLP},
+            "/api/v1/write": self.remote_write,
+            "/api/events": self.events,
+        }
+
+    def authorize(self, request: Request) -> None:
+        token = self.config.token
+        if token and not token_matches(request.headers.get("authorization"), token):
             raise RequestProblem(
                 401,
                 "missing or wrong token: send `Authorization: Bearer <token>` with the token "
@@ -102,35 +125,36 @@ def register_receivers(app: FastAPI, service: IntakeService) -> Spool:
                 {"WWW-Authenticate": "Bearer"},
             )
 
-    async def take(request: Request, route: str, decode: Callable[[bytes], dict[str, pa.Table]],
-                   *, inflate: bool = True) -> tuple[dict[str, pa.Table], bool]:
-        """Read, decode and spool one request: (rows by table, whether they were new)."""
-        authorize(request)
+    async def take(self, request: Request, route: str, decode: Callable[..., Decoded],
+                   *args: Any, inflate: bool = True) -> tuple[Decoded, bool]:
+        """Read, decode and spool one request: (its rows, whether they were new)."""
+        self.authorize(request)
+        limit = self.config.max_body_bytes
         raw = await read_body(request, limit)
-        if busy["now"] >= MAX_IN_FLIGHT:
+        if self.busy >= MAX_IN_FLIGHT:
             raise Busy(f"{MAX_IN_FLIGHT} requests are being decoded already")
-        busy["now"] += 1
+        self.busy += 1
         try:
             body = _inflated(raw, request.headers.get("content-encoding"), 16 * limit) \
                 if inflate else raw
             key = hashlib.sha256(route.encode() + b"\0" + body).hexdigest()
 
-            def decode_and_spool() -> tuple[dict[str, pa.Table], bool]:
-                tables = decode(body)
-                return tables, spool.accept(key, tables)
+            def decode_and_spool() -> tuple[Decoded, bool]:
+                decoded = decode(*args, body)
+                return decoded, self.spool.accept(key, decoded.tables)
 
-            try:
-                tables, new = await run_in_threadpool(decode_and_spool)
+            try:  # one trip to a worker thread: each costs a few thread switches
+                decoded, new = await run_in_threadpool(decode_and_spool)
             except SpoolFull as exc:
                 raise Busy(str(exc)) from None
         finally:
-            busy["now"] -= 1
+            self.busy -= 1
         if new:
-            for table, data in tables.items():
-                rows_in.labels(table).inc(data.num_rows)
-        return tables, new
+            for table, data in decoded.tables.items():
+                self.rows_in.labels(table).inc(data.num_rows)
+        return decoded, new
 
-    def otlp_route(signal: str):
+    def _otlp_route(self, signal: str) -> Callable[[Request], Awaitable[Response]]:
         table, response_type, rejected_field = OTLP[signal]
 
         async def receive(request: Request) -> Response:
@@ -138,41 +162,25 @@ def register_receivers(app: FastAPI, service: IntakeService) -> Spool:
             if kind not in (PROTOBUF, JSON):
                 return _status(415, INVALID_ARGUMENT, f"expected Content-Type {PROTOBUF} or "
                                f"{JSON}, found {kind or 'none'}", JSON)
-            rejected: dict[str, Any] = {}
-
-            def decode(body: bytes) -> dict[str, pa.Table]:
-                rows = _otlp_rows(body, table, kind)
-                rejected.update(count=rows.rejected, problem=rows.problem)
-                return {table: rows.arrow()}
-
             try:
-                await take(request, f"/v1/{signal}", decode)
+                decoded, _ = await self.take(request, f"/v1/{signal}", decode_otlp, table, kind)
             except (OtlpJsonError, DecodeError, ValueError) as exc:
                 return _status(400, INVALID_ARGUMENT, _otlp_problem(exc, signal, kind), kind)
             except Busy as exc:
                 return _status(503, UNAVAILABLE, f"{exc}; retry later", kind,
                                {"Retry-After": RETRY_AFTER_S})
             answer = response_type()
-            if rejected.get("count"):
-                setattr(answer.partial_success, rejected_field, rejected["count"])
-                answer.partial_success.error_message = rejected["problem"]
+            if decoded.rejected:
+                setattr(answer.partial_success, rejected_field, decoded.rejected)
+                answer.partial_success.error_message = decoded.problem
             return _message(answer, kind)
 
-        receive.__name__ = f"otlp_{signal}"
         return receive
 
-    for signal in OTLP:
-        app.post(f"/v1/{signal}")(otlp_route(signal))
-
-    @app.post("/api/v1/write")
-    async def remote_write(request: Request) -> Response:
-        labels = config.service_labels
-
-        def decode(body: bytes) -> dict[str, pa.Table]:
-            return {"metrics": decode_remote_write(body, labels).data}
-
+    async def remote_write(self, request: Request) -> Response:
         try:
-            await take(request, "/api/v1/write", decode, inflate=False)
+            await self.take(request, "/api/v1/write", decode_samples,
+                            self.config.service_labels, inflate=False)
         except RemoteWriteError as exc:
             raise RequestProblem(400, str(exc), "invalid") from None
         except Busy as exc:
@@ -180,37 +188,74 @@ def register_receivers(app: FastAPI, service: IntakeService) -> Spool:
                                  {"Retry-After": RETRY_AFTER_S}) from None
         return Response(status_code=204)
 
-    @app.post("/api/events")
-    async def events(request: Request) -> JSONResponse:
+    async def events(self, request: Request) -> Response:
         kind = content_type(request)
         if kind != JSON and not kind.endswith("+json"):
             raise RequestProblem(415, f"expected Content-Type: {JSON}, found {kind or 'none'}",
                                  "unsupported_media_type")
         try:
-            tables, new = await take(request, "/api/events", _event_rows)
+            decoded, new = await self.take(request, "/api/events", _event_rows)
         except EventProblem as exc:
             raise RequestProblem(422, str(exc), "invalid") from None
         except Busy as exc:
             raise RequestProblem(503, f"{exc}; retry later", "busy",
                                  {"Retry-After": RETRY_AFTER_S}) from None
-        accepted = tables["events"].num_rows
+        accepted = decoded.tables["events"].num_rows
         return JSONResponse({"accepted": accepted if new else 0,
                              "duplicates": 0 if new else accepted}, status_code=202)
 
-    return spool
+
+class ReceiverRoutes:
+    """ASGI middleware answering the receiver paths itself and passing on everything else.
+
+    A receiver request then costs its decoding and little more: no per-request task and
+    streams of the framework's HTTP middleware, no routing or parameter resolution. What the
+    app's guard and refusals do for every route is done here the same way: the Host and
+    Origin checks, the same JSON error bodies counted in the same metric, the same headers.
+    """
+
+    def __init__(self, app: ASGIApp, receivers: Receivers):
+        # Imported here: app.py imports this module to register the receivers.
+        from casebook.executor.intake.app import SECURITY_HEADERS, _problem, guard_refusal
+
+        self.app, self.receivers = app, receivers
+        self.routes = receivers.routes
+        self.headers, self.refused, self.refusal = SECURITY_HEADERS, _problem, guard_refusal
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = self.routes.get(scope["path"]) if scope["type"] == "http" else None
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        service = self.receivers.service
+        refusal = self.refusal(request, service.config)
+        if refusal is not None:
+            response = self.refused(request, refusal, service)
+        elif request.method != "POST":
+            response = JSONResponse({"detail": "Method Not Allowed"}, status_code=405,
+                                    headers={"Allow": "POST"})
+        else:
+            try:
+                response = await route(request)
+            except RequestProblem as problem:
+                response = self.refused(request, problem, service)
+        for name, value in self.headers.items():
+            response.headers.setdefault(name, value)
+        await response(scope, receive, send)
 
 
 class EventProblem(ValueError):
     """A change-event body that does not validate; names the field."""
 
 
-def _event_rows(body: bytes) -> dict[str, pa.Table]:
+def _event_rows(body: bytes) -> Decoded:
     document = parse_json(body)
     if is_kube_event(document) or (
         isinstance(document, list) and document and all(is_kube_event(d) for d in document)
     ):
         try:
-            return {"events": kube_rows(kube_events(document))}
+            return Decoded({"events": kube_rows(kube_events(document))})
         except ValueError as exc:
             raise EventProblem(str(exc)) from None
     try:
@@ -224,17 +269,7 @@ def _event_rows(body: bytes) -> dict[str, pa.Table]:
             f"{validation_problem(exc, where)}; expected an object or a list of objects "
             '{"kind", "service", "summary", "ts"?, "attributes"?}'
         ) from None
-    return {"events": change_rows(parsed)}
-
-
-def _otlp_rows(body: bytes, table: str, kind: str) -> Rows:
-    if kind == PROTOBUF:
-        return decode_request(table, body)
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise OtlpJsonError(f"the body is not JSON ({exc})") from None
-    return request_rows(parse_otlp_json(document, table))
+    return Decoded({"events": change_rows(parsed)})
 
 
 def _otlp_problem(exc: Exception, signal: str, kind: str) -> str:

@@ -333,3 +333,23 @@ def test_a_list_of_something_else_is_not_taken_for_events(tmp_path):
                        r"of `kubectl get events -o json`, or one Event per line\), found a "
                        r"List of Pod"):
         ingest([pods], tmp_path / "store")
+
+
+def test_the_receivers_keep_the_guard_and_headers_of_every_route(tmp_path):
+    body = span_document("00" * 16, "11" * 8)
+    with serving(tmp_path) as served:
+        elsewhere = httpx.post(f"{served.url}/v1/traces", json=body,
+                               headers={**AUTH, "Host": "casebook.example"})
+        assert elsewhere.status_code == 421
+        assert elsewhere.json()["error"].startswith("this service answers to ")
+        cross = httpx.post(f"{served.url}/api/v1/write", content=b"",
+                           headers={**AUTH, "Origin": "http://casebook.example"})
+        assert cross.status_code == 403
+        assert cross.json()["error"] == ("cross-site request refused: Origin "
+                                         "http://casebook.example is not this service")
+        taken = httpx.post(f"{served.url}/v1/traces", json=body, headers=AUTH)
+        assert taken.status_code == 200
+        assert taken.headers["X-Frame-Options"] == "DENY"
+        assert taken.headers["X-Content-Type-Options"] == "nosniff"
+        assert httpx.get(f"{served.url}/v1/traces", headers=AUTH).status_code == 405
+        assert served.rows("select count(*) from raw.spans") == [(1,)]

@@ -70,3 +70,35 @@ def test_requests_decoded_at_once_meeting_new_series_get_their_own_rows():
     for thread in threads:
         thread.join()
     assert wrong == []
+
+
+STALE = __import__("struct").unpack("<d", (0x7FF0000000000002).to_bytes(8, "little"))[0]
+
+
+def test_known_series_are_read_as_arrays_into_the_same_rows(monkeypatch):
+    from casebook.executor.ingest import remote_write
+
+    labels = [{"__name__": "arrays_m", "job": "api", "pod": f"p{n}"} for n in range(4)]
+    values = [0.0, -1.5, float("inf"), STALE]  # 0 is sent without its value field
+    body = encode_remote_write([(one, [(NOON_MS + n, value)])
+                                for n, (one, value) in enumerate(zip(labels, values, strict=True))])
+    expected = [(NOON + timedelta(milliseconds=n), "arrays_m", "api", value,
+                 [("job", "api"), ("pod", f"p{n}")]) for n, value in enumerate(values[:3])]
+    read = []
+    known_samples = remote_write.known_samples
+    monkeypatch.setattr(remote_write, "known_samples",
+                        lambda raw, regions: read.append(known_samples(raw, regions)) or read[-1])
+    assert rows(body) == expected  # new series: read series by series, and now known
+    assert read[-1] is None
+    assert rows(body) == expected  # known: read as arrays, staleness marker left out
+    assert read[-1] is not None and read[-1][3] == 1
+    # Known series in other layouts go series by series, into the rows they always gave.
+    twice = encode_remote_write([(labels[0], [(NOON_MS, 1.0), (NOON_MS + 1, 2.0)])])
+    early = encode_remote_write([(labels[1], [(5, 1.0)])])  # a timestamp of one varint byte
+    assert rows(twice) == [(NOON, "arrays_m", "api", 1.0, [("job", "api"), ("pod", "p0")]),
+                           (NOON + timedelta(milliseconds=1), "arrays_m", "api", 2.0,
+                            [("job", "api"), ("pod", "p0")])]
+    assert read[-1] is None
+    assert rows(early) == [(datetime(1970, 1, 1, 0, 0, 0, 5000), "arrays_m", "api", 1.0,
+                            [("job", "api"), ("pod", "p1")])]
+    assert read[-1] is None
