@@ -153,15 +153,15 @@ class WorkerPool:
             return
         self.warm()
         ray = self.ray
-        by_node: dict[str, Any] = {}
+        by_node: dict[tuple[str, str], Any] = {}
         for slot in self.slots:
             where = self.whereabouts(slot)
             if where is not None:
-                by_node.setdefault(where["node_ip"] + " " + where["node_id"], slot.actor)
-        asked = {key.split()[0]: actor.__ray_call__.remote(store_problem, store_url)
-                 for key, actor in by_node.items()}
+                by_node.setdefault((where["node_id"], where["node_ip"]), slot.actor)
+        asked = [(node_ip, actor.__ray_call__.remote(store_problem, store_url))
+                 for (_, node_ip), actor in by_node.items()]
         problems: dict[str, str] = {}
-        for node_ip, ref in asked.items():
+        for node_ip, ref in asked:
             try:
                 problem = ray.get(ref, timeout=READY_TIMEOUT_S)
             except (ray.exceptions.RayError, TimeoutError):

@@ -237,3 +237,46 @@ def test_a_wrong_token_is_named(cluster, case):
     assert refused.returncode == 2
     assert "Traceback" not in refused.stderr
     assert "the token in RAY_AUTH_TOKEN was refused" in " ".join(refused.stderr.split())
+
+
+NODE_CHECKS = '''
+import sys
+
+from casebook.executor.errors import UserError
+from casebook.executor.runtime import pool as pools
+
+address, store = sys.argv[1], sys.argv[2]
+pool = pools.WorkerPool(address, None, None)
+try:
+    pool.check_store(store)
+except UserError as exc:
+    print("store:", exc)
+pool.shutdown_workers()
+# This client now reports another casebook version than the nodes run.
+pools.casebook_version = lambda: "0.0.0+other"
+try:
+    pool.warm()
+except UserError as exc:
+    print("version:", exc)
+pool.shutdown()
+'''
+
+
+def test_every_node_is_asked_for_the_store_and_its_casebook_version(cluster, case, tmp_path):
+    absent = tmp_path / "only-here"  # a store no node has
+    checked = subprocess.run([sys.executable, "-c", NODE_CHECKS, cluster.address, str(absent)],
+                             env=cluster.env(), capture_output=True, text=True, timeout=300)
+
+    lines = {line.split(":", 1)[0]: line for line in checked.stdout.splitlines()}
+    assert lines["store"].startswith(
+        f"store: the telemetry store {absent} cannot be read on Ray node(s) ")
+    assert f"(no telemetry store at {absent};" in lines["store"]
+    assert lines["store"].endswith(
+        "on a cluster the store must be on storage every node reads at the same path (a shared "
+        "filesystem), or in object storage (s3://bucket/prefix); see docs/scale.md")
+    assert lines["version"].startswith("version: Ray node ")
+    assert " runs casebook " in lines["version"]
+    assert lines["version"].endswith(
+        "and this process casebook 0.0.0+other: every node must run the same version (pip "
+        "install casebook==0.0.0+other in the Python that runs `ray start` there, then restart "
+        "that node)")
