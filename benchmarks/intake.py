@@ -78,7 +78,7 @@ def build_store(path: Path, rows: int) -> int:
     return sum(store.row_counts().values())
 
 
-def cpu_seconds(roots: list[int]) -> float:
+def cpu_seconds(roots: list[int], descendants: bool = True) -> float:
     """CPU time (user + system) of these processes and all their descendants, from /proc.
 
     On a shared machine the wall-clock rate depends on everyone's load; the CPU the service
@@ -98,7 +98,7 @@ def cpu_seconds(roots: list[int]) -> float:
         parents[int(entry.name)] = int(fields[1])
         used[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
     chosen = set(roots)
-    grew = True
+    grew = descendants
     while grew:
         grew = False
         for pid, parent in parents.items():
@@ -314,6 +314,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
         load_before = os.getloadavg()
         roots = [running.process.pid, *cluster_roots(args.ray_temp_dir or [])]
         cpu_before = cpu_seconds(roots)
+        driver_before = cpu_seconds([running.process.pid], descendants=False)
         sent = int(args.rate * args.duration)
         begun = time.perf_counter()
         connection = http.client.HTTPConnection("127.0.0.1", running.port, timeout=30)
@@ -332,6 +333,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
             time.sleep(0.5)
         finished = running.finished()
         cpu_used = cpu_seconds(roots) - cpu_before
+        driver_used = cpu_seconds([running.process.pid], descendants=False) - driver_before
         load_after = os.getloadavg()
         _, listing = running.request("GET", f"/api/investigations?limit={sent + 10}")
     finally:
@@ -354,6 +356,10 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
         # What two dedicated cores would sustain, from the CPU the service's processes spent.
         "cpu_s_per_investigation": round(cpu_used / len(finished), 3) if finished else None,
         "investigations_per_cpu_s": round(len(finished) / cpu_used, 2) if cpu_used else None,
+        # Of which the service's own process (planning, records, ranking, narration, storing).
+        "driver_cpu_s_per_investigation": (
+            round(driver_used / len(finished), 3) if finished else None
+        ),
         "steady": {
             "rate_per_s": args.rate,
             "alerts": sent,
