@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -40,6 +41,7 @@ PACK = '''
 """Where each invocation ran, as a finding: the node id and the worker's process id."""
 import os
 import time
+import urllib.request
 
 import ray
 
@@ -280,3 +282,58 @@ def test_every_node_is_asked_for_the_store_and_its_casebook_version(cluster, cas
         "and this process casebook 0.0.0+other: every node must run the same version (pip "
         "install casebook==0.0.0+other in the Python that runs `ray start` there, then restart "
         "that node)")
+
+
+def test_serve_investigates_alerts_concurrently_on_the_cluster(cluster, case, tmp_path):
+    """`casebook serve --ray-address`: one slot per CPU of the cluster, all alerts done once."""
+    port = free_ports(1)[0]
+    log = (tmp_path / "serve.log").open("w")
+    serving = subprocess.Popen(
+        [str(BIN / "casebook"), "serve", "--telemetry", "store", "--db",
+         str(tmp_path / "results.duckdb"), "--pack", "spread_pack.py", "--port", str(port),
+         "--ray-address", cluster.address, "--log-level", "info"],
+        cwd=case, env=cluster.env(), stdout=log, stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: answer(f"{base}/healthz") == 200, serving, tmp_path)
+        body = {"version": "4", "status": "firing", "receiver": "casebook", "groupKey": "{}",
+                "alerts": [{"status": "firing", "labels": {"alertname": "Spread", "n": str(n)},
+                            "annotations": {}, "startsAt": DEFAULT_START.isoformat(),
+                            "endsAt": "0001-01-01T00:00:00Z", "fingerprint": f"spread-{n}"}
+                           for n in range(4)]}
+        assert answer(f"{base}/webhook/alertmanager", body) == 202
+
+        def finished() -> list[dict]:
+            with urllib.request.urlopen(f"{base}/api/investigations", timeout=10) as listing:
+                rows = json.load(listing)["investigations"]
+            return rows if len(rows) == 4 and all(r["status"] != "running" for r in rows) else []
+
+        rows = wait_until(finished, serving, tmp_path)
+        assert sorted(r["status"] for r in rows) == ["done"] * 4
+    finally:
+        serving.send_signal(signal.SIGTERM)
+        serving.wait(timeout=60)
+        log.close()
+    said = (tmp_path / "serve.log").read_text()
+    assert "investigating up to 2 alert(s) at once" in said  # the cluster's two CPUs
+
+
+def answer(url: str, body: object = None) -> int:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method="POST" if data else "GET",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except OSError:
+        return 0
+
+
+def wait_until(condition, process: subprocess.Popen, folder: Path, timeout: float = 240.0):
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError((folder / "serve.log").read_text()[-3000:])
+        time.sleep(0.5)
+    return value
