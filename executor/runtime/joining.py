@@ -14,6 +14,7 @@ import os
 import socket
 import threading
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 from casebook.executor.errors import UserError
@@ -114,8 +115,11 @@ def auth_message(address: str) -> str:
         sent = "the token in RAY_AUTH_TOKEN was refused"
     elif os.environ.get("RAY_AUTH_TOKEN_PATH"):
         sent = f"the token in {os.environ['RAY_AUTH_TOKEN_PATH']} (RAY_AUTH_TOKEN_PATH) was refused"
-    else:
+    elif (Path.home() / ".ray" / "auth_token").exists():
         sent = "the token in ~/.ray/auth_token was refused"
+    else:
+        sent = ("this process has none (no RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or "
+                "~/.ray/auth_token)")
     return (
         f"the Ray cluster at {address} requires token authentication and {sent}: set "
         "RAY_AUTH_MODE=token and the cluster's token in RAY_AUTH_TOKEN (or a file named by "

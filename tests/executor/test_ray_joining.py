@@ -45,7 +45,7 @@ def test_an_unknown_host_and_a_malformed_address_are_named():
         check_address("10.0.0.5")
 
 
-def test_the_auth_message_says_what_this_process_sent(monkeypatch):
+def test_the_auth_message_says_what_this_process_sent(monkeypatch, tmp_path):
     for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
         monkeypatch.delenv(name, raising=False)
     fix = ("set RAY_AUTH_MODE=token and the cluster's token in RAY_AUTH_TOKEN (or a file named "
@@ -57,6 +57,11 @@ def test_the_auth_message_says_what_this_process_sent(monkeypatch):
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     assert "sends none (RAY_AUTH_MODE is 'disabled', not 'token')" in auth_message("h:1")
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert ("and this process has none (no RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or "
+            "~/.ray/auth_token)") in auth_message("h:1")
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("x")
     assert "and the token in ~/.ray/auth_token was refused" in auth_message("h:1")
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", "/etc/ray/token")
     assert "the token in /etc/ray/token (RAY_AUTH_TOKEN_PATH) was refused" in auth_message("h:1")
