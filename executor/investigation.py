@@ -15,6 +15,7 @@ from casebook.executor.planner import Limits, Plan
 from casebook.executor.ranking import rank_causes
 from casebook.executor.record import FindingRecord, InvestigationRecord, InvocationRecord
 from casebook.executor.runtime.contract import RunContext, Runtime
+from casebook.executor.verdict import failure_of, skipped_note
 from casebook.sdk.invocation import Outcome, Status
 from casebook.sdk.models import Alert, TimeWindow, utc
 from casebook.sdk.registry import Registry
@@ -119,6 +120,7 @@ def run_investigation(
                             "the causes below come from what did")
     _fill(record, plan)
     record.status = "partial" if timed_out or plan.dropped else "done"
+    _judge(record)
     record.finished_at = datetime.now(UTC)
     if trace is not None:
         trace.close(record)
@@ -169,6 +171,16 @@ def _fill(record: InvestigationRecord, plan: Plan) -> None:
         ))
     attribute_changes(record.findings)
     record.causes = rank_causes(record.findings)
+
+
+def _judge(record: InvestigationRecord) -> None:
+    """`failed` when every runnable invocation failed, with the reason first among the notes."""
+    failure = failure_of(record.invocations)
+    if failure is not None:
+        record.status = "failed"
+        record.notes.insert(0, f"The investigation failed: {failure}")
+    elif (note := skipped_note(record.invocations)) is not None:
+        record.notes.append(note)
 
 
 def _owner(plan: Plan, analyzer: str) -> str | None:

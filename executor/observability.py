@@ -156,16 +156,23 @@ class InvestigationTrace:
 
         now = time.time_ns()
         wave = self._wave(batch.tasks[0].wave)
+        attributes = {
+            "casebook.worker": batch.slot.index,
+            "casebook.batch_size": len(batch.tasks),
+            "casebook.batch_status": status,
+            "casebook.alone": batch.alone,
+        }
+        pool = getattr(self.runtime, "pool", None)
+        where = pool.whereabouts(batch.slot) if pool is not None else None
+        if where is not None:  # which process on which Ray node ran it
+            attributes["casebook.worker_pid"] = where["pid"]
+            attributes["casebook.node_id"] = where["node_id"]
+            attributes["casebook.node_ip"] = where["node_ip"]
         span = self.export.tracer.start_span(
             "batch",
             context=self._trace.set_span_in_context(wave),
             start_time=now - int(seconds * 1e9),
-            attributes={
-                "casebook.worker": batch.slot.index,
-                "casebook.batch_size": len(batch.tasks),
-                "casebook.batch_status": status,
-                "casebook.alone": batch.alone,
-            },
+            attributes=attributes,
         )
         if status != "ok":
             span.set_status(Status(StatusCode.ERROR, f"batch {status}"))

@@ -32,9 +32,16 @@ def make_runtime(local: bool, ray_address: str | None = None, workers: int | Non
         from casebook.executor.runtime.local import LocalRuntime
 
         return LocalRuntime()
+    import os
+
     from casebook.executor.runtime.cluster import RayRuntime
 
-    return RayRuntime(address=ray_address, workers=workers)
+    # Prepared windows travel to workers by path: relative to this process, it means nothing
+    # to a worker started elsewhere.
+    window_dir = os.environ.get("CASEBOOK_WINDOW_DIR")
+    if window_dir and "://" not in window_dir:
+        window_dir = os.path.abspath(os.path.expanduser(window_dir))
+    return RayRuntime(address=ray_address, workers=workers, window_dir=window_dir or None)
 
 
 def investigate(
@@ -60,7 +67,10 @@ def investigate(
     """
     from casebook.executor.telemetry_store import TelemetryStore
 
-    store = TelemetryStore.open(telemetry)
+    store = TelemetryStore.open(telemetry)  # its url is absolute (or s3://): workers read it
+    pool = getattr(runtime, "pool", None)
+    if pool is not None:
+        pool.check_store(store.url)  # on a cluster: every node reads it, or a clear error now
     kwargs = {}
     if lookback is not None:
         kwargs["lookback"] = lookback

@@ -114,3 +114,26 @@ def investigate(
             json.dump(payload[0] if len(payload) == 1 else payload, sys.stdout, indent=2,
                       default=str)
             sys.stdout.write("\n")
+    failed = [r for r in records if r.status == "failed"]
+    if failed:
+        _report_failed(failed)
+
+
+def _report_failed(records) -> None:
+    """One red line per failed investigation (stored as failed), then exit 1."""
+    import sys
+
+    from rich.console import Console
+    from rich.markup import escape
+
+    from casebook.executor.reports.outline import failure_reason
+
+    console = Console(stderr=True)
+    for record in records:
+        console.print(
+            f"[bold red]error:[/] investigation {record.id} of {escape(record.alert.name)} "
+            f"failed: {escape(failure_reason(record) or 'it did not finish')}",
+            highlight=False, soft_wrap=True,
+        )
+    sys.stdout.flush()
+    raise typer.Exit(1)

@@ -34,6 +34,7 @@ FILE_KEYS = {
     "public_url": lambda f: f.server.public_url,
     "local": lambda f: f.runtime.local,
     "ray_address": lambda f: f.runtime.ray_address,
+    "concurrency": lambda f: f.runtime.concurrency,
     "token": lambda f: f.auth.token,
     "grafana_secret": lambda f: f.auth.grafana_secret,
     "cooldown": lambda f: f.runtime.cooldown_s,
@@ -78,7 +79,7 @@ def serve(
     pack: PackOption = None,
     ray_address: RayOption = None,
     concurrency: Annotated[int | None, typer.Option(
-        min=1, max=64, help="Investigations in flight at once (default: one per CPU of the "
+        envvar="CASEBOOK_CONCURRENCY", min=1, max=64, help="Investigations in flight at once (default: one per CPU of the "
                             "machine or Ray cluster, at most 8).")] = None,
     token: Annotated[
         str | None,
@@ -186,6 +187,7 @@ def serve(
             telemetry, db, queue = pick("telemetry", telemetry), pick("db", db), pick("queue", queue)
             host, port, public_url = pick("host", host), pick("port", port), pick("public_url", public_url)
             local, ray_address = pick("local", local), pick("ray_address", ray_address)
+            concurrency = pick("concurrency", concurrency)
             token, grafana_secret = pick("token", token), pick("grafana_secret", grafana_secret)
             cooldown, deadline = pick("cooldown", cooldown), pick("deadline", deadline)
             retention_days = pick("retention_days", retention_days)

@@ -49,6 +49,9 @@ class Auth(Strict):
 class Runtime(Strict):
     local: bool = False
     ray_address: str | None = None
+    concurrency: int | None = Field(
+        default=None, ge=1, le=64, description="investigations in flight at once"
+    )
     deadline_s: float = Field(default=300.0, ge=1)
     cooldown_s: float = Field(default=600.0, ge=0)
 

@@ -115,10 +115,13 @@ class IntakeService:
                 runtimes.append(first)
                 slots = concurrency_for(config, first)
                 if slots > 1:
+                    # The first slot keeps the connection (it ends Ray's at the close) and
+                    # gives back the workers it started for all the CPUs.
                     per_runtime = max(1, cluster_cpus(first) // slots)
-                    first.shutdown()
-                    runtimes = []
-                    for _ in range(slots):
+                    first.pool.shutdown_workers()
+                    first.pool.workers = per_runtime
+                    first.warm()
+                    for _ in range(slots - 1):
                         runtime = make_runtime(False, config.ray_address, workers=per_runtime)
                         runtime.warm()
                         runtimes.append(runtime)

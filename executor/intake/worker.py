@@ -211,7 +211,13 @@ class InvestigationWorker:
             self.metrics.investigations.labels("failed").inc()
             return
         self._deliver(record)
-        self.queue.finish(item.id, record.status)
+        if record.status == "failed":  # stored and shown as failed; the queue row says why
+            reason = next((n for n in record.notes if n.startswith("The investigation failed")),
+                          "The investigation failed")
+            log.warning("investigation %s of %s: %s", record.id, item.alert.name, reason)
+            self.queue.finish(item.id, "failed", failed=True, error=reason)
+        else:
+            self.queue.finish(item.id, record.status)
         self.metrics.investigations.labels(record.status).inc()
         self.metrics.duration.observe(time.monotonic() - started)
         self.metrics.latency.observe(max(0.0, time.time() - item.received_at))

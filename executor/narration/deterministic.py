@@ -223,11 +223,13 @@ def _nothing_found(record: InvestigationRecord) -> list[SentenceRecord]:
     where = f" on {alert.service}" if alert.service else ""
     counts = record.status_counts()
     ran = len(record.invocations)
-    sentences = [
-        SentenceRecord(
-            text=f"No analyzer found anything notable for {alert.name}{where}.", kind="headline"
-        )
-    ]
+    headline = (
+        f"The investigation of {alert.name}{where} failed: no analyzer that ran could answer, "
+        "so it says nothing about the cause."
+        if record.status == "failed"
+        else f"No analyzer found anything notable for {alert.name}{where}."
+    )
+    sentences = [SentenceRecord(text=headline, kind="headline")]
     if ran:
         detail = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         plural = "s" if ran != 1 else ""

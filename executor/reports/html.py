@@ -32,6 +32,7 @@ from casebook.executor.reports.outline import (
     by_kind,
     cause_ranks,
     failed_invocations,
+    failure_reason,
     finding_tree,
     findings_in_order,
     key_evidence,
@@ -97,10 +98,17 @@ def _alert(record: InvestigationRecord, context: ReportContext | None = None) ->
 
 
 def _banner(record: InvestigationRecord) -> str:
+    failure = failure_reason(record)
+    failed = (
+        f'<div class="banner failed" role="alert"><b>Investigation failed:</b> '
+        f"{escape(failure)}</div>"
+        if failure is not None
+        else ""
+    )
     narrative = record.narrative
     if narrative is None or not narrative.fallback_reason:
-        return ""
-    return (
+        return failed
+    return failed + (
         f'<div class="banner" role="note"><b>The deterministic narrator wrote this '
         f"summary.</b> {escape(narrative.fallback_reason)}</div>"
     )
@@ -137,9 +145,14 @@ def _story(record: InvestigationRecord) -> str:
 
 def _causes(record: InvestigationRecord) -> str:
     if not record.causes:
+        why = (
+            "every invocation failed (above)"
+            if record.status == "failed"
+            else "no analyzer found anything notable"
+        )
         return (
-            '<section class="card"><h2>Probable causes</h2><p>No probable cause: no analyzer '
-            "found anything notable.</p></section>"
+            f'<section class="card"><h2>Probable causes</h2><p>No probable cause: {why}.</p>'
+            "</section>"
         )
     by_id = {f.id: f for f in record.findings}
     items = []

@@ -21,6 +21,7 @@ header.alert{display:flex;gap:14px;align-items:flex-start;margin-bottom:16px}
 .chip b{font-weight:600}
 .banner{background:#fffbeb;border:1px solid #fcd34d;border-left:5px solid #f59e0b;
   border-radius:8px;padding:10px 14px;margin:0 0 16px;font-size:14px}
+.banner.failed{background:#fef2f2;border-color:#fca5a5;border-left-color:#dc2626}
 .headline{font-size:21px;line-height:1.35;font-weight:650;margin:0 0 12px}
 .story{display:grid;grid-template-columns:minmax(0,1fr);gap:8px 24px}
 .facts{margin:0;padding-left:18px}.facts li{margin:0 0 6px}

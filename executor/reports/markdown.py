@@ -18,6 +18,7 @@ from casebook.executor.reports.outline import (
     by_kind,
     cause_ranks,
     failed_invocations,
+    failure_reason,
     finding_tree,
     findings_in_order,
     narrator_line,
@@ -44,6 +45,9 @@ def render_markdown(record: InvestigationRecord, context: ReportContext | None =
         "",
         *links_markdown(links_of(record, context), alert.values),
     ]
+    failure = failure_reason(record)
+    if failure is not None:
+        lines += [f"> **Investigation failed:** {_text(failure)}", ""]
     narrative = record.narrative
     if narrative is not None and narrative.fallback_reason:
         lines += [
@@ -70,7 +74,11 @@ def render_markdown(record: InvestigationRecord, context: ReportContext | None =
             for c in record.causes
         ]
     else:
-        lines.append("No probable cause: no analyzer found anything notable.")
+        lines.append(
+            "No probable cause: every invocation failed (above)."
+            if record.status == "failed"
+            else "No probable cause: no analyzer found anything notable."
+        )
     lines.append("")
 
     lines += seen_before_markdown(record, context)

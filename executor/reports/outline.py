@@ -96,6 +96,18 @@ def narrator_line(narrative: NarrativeRecord) -> str:
     return " · ".join(parts)
 
 
+FAILED_PREFIX = "The investigation failed: "
+
+
+def failure_reason(record: InvestigationRecord) -> str | None:
+    """Why the investigation failed (from its notes), or None when it did not."""
+    if record.status != "failed":
+        return None
+    reason = next((n[len(FAILED_PREFIX):] for n in record.notes if n.startswith(FAILED_PREFIX)),
+                  "it did not finish")
+    return reason
+
+
 def failed_invocations(record: InvestigationRecord):
     return [i for i in record.invocations if i.status in FAILED]
 

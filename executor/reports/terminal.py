@@ -10,7 +10,12 @@ from rich.tree import Tree
 
 from casebook.executor.record import FindingRecord, InvestigationRecord, SentenceRecord
 from casebook.executor.reports.context import ReportContext, context_lines
-from casebook.executor.reports.outline import by_kind, failed_invocations, narrator_line
+from casebook.executor.reports.outline import (
+    by_kind,
+    failed_invocations,
+    failure_reason,
+    narrator_line,
+)
 
 SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 STATUS_STYLE = {
@@ -47,6 +52,9 @@ def render(record: InvestigationRecord, console: Console | None = None,
         *(Text(line, style="cyan") for line in context_lines(record, context)),
     )
     console.print(Panel(header, border_style="blue", expand=False))
+    failure = failure_reason(record)
+    if failure is not None:
+        console.print(Text.assemble(("Investigation failed: ", "bold red"), failure))
 
     narrative = record.narrative
     if narrative is not None and narrative.fallback_reason:
@@ -79,7 +87,7 @@ def render(record: InvestigationRecord, console: Console | None = None,
                 ", ".join(cause.finding_ids),
             )
         console.print(table)
-    else:
+    elif failure is None:
         console.print("[dim]No analyzer found anything notable.[/]")
 
     groups = by_kind(narrative)

@@ -9,8 +9,19 @@ from typing import Any
 from casebook.executor.errors import UserError
 from casebook.executor.runtime.batches import Slot
 from casebook.executor.runtime.heap import freeze_loaded_objects
+from casebook.executor.runtime.joining import (
+    casebook_version,
+    check_address,
+    join_error,
+    start_error,
+    store_error,
+    store_problem,
+    version_error,
+    whereabouts,
+)
 
 READY_TIMEOUT_S = 120.0
+log = logging.getLogger("casebook.runtime")
 
 
 class WorkerPool:
@@ -32,6 +43,8 @@ class WorkerPool:
         self.started_ray = False
         self._threads = 1
         self._ray: Any = None
+        self._where: dict[int, Any] = {}  # slot index -> its worker's whereabouts (a ref)
+        self._stores_read: set[str] = set()
 
     @property
     def ray(self) -> Any:
@@ -46,7 +59,11 @@ class WorkerPool:
                     "logging_level": logging.WARNING,
                 }
                 if self.address:
-                    ray.init(address=self.address, **options)
+                    check_address(self.address)  # seconds, where Ray would retry for minutes
+                    try:
+                        ray.init(address=self.address, **options)
+                    except Exception as exc:
+                        raise join_error(self.address, exc) from None
                 else:
                     # A local cluster started here keeps Ray's token authentication on; its
                     # note saying so would greet every command, so it is kept off the terminal.
@@ -67,18 +84,28 @@ class WorkerPool:
         ray = self.ray
         count = self.workers or max(1, int(ray.cluster_resources().get("CPU", os.cpu_count())))
         self._threads = self.duckdb_threads or max(1, (os.cpu_count() or 1) // count)
-        self.slots = [Slot(i, *self._new_actor()) for i in range(count)]
-        ready, _ = ray.wait([s.ready for s in self.slots], num_returns=1, timeout=READY_TIMEOUT_S)
-        if ready:
+        self.slots = [Slot(i, *self._new_actor(i)) for i in range(count)]
+        # On a cluster every worker is heard from, so a node without casebook (or with another
+        # version) is named now rather than costing invocations later; locally one suffices.
+        wanted = len(self.slots) if self.address else 1
+        ready, _ = ray.wait(list(self._where.values()), num_returns=wanted,
+                            timeout=READY_TIMEOUT_S)
+        for ref in ready:
             try:
-                ray.get(ready[0])
+                where = ray.get(ref)
             except ray.exceptions.RayError as exc:
-                reason = str(exc).strip().splitlines()[-1]
-                raise UserError(
-                    f"casebook's workers could not start on Ray ({reason}); every node of the "
-                    "cluster needs casebook installed, in the same version"
-                ) from None
-        else:
+                self.shutdown_workers()
+                raise start_error(None, exc) from None
+            if where["casebook"] != casebook_version():
+                self.shutdown_workers()
+                raise version_error(where["node_ip"], where["casebook"], casebook_version())
+        if 0 < len(ready) < wanted:
+            log.warning(
+                "%d of the %d casebook workers have not started on the Ray cluster at %s after "
+                "%g s (no free CPU for them yet); the others start working now",
+                wanted - len(ready), wanted, self.address, READY_TIMEOUT_S,
+            )
+        if not ready:
             where = f"the Ray cluster at {self.address}" if self.address else "local Ray"
             raise UserError(
                 f"no casebook worker started on {where} within {READY_TIMEOUT_S:g} s: it has "
@@ -87,7 +114,7 @@ class WorkerPool:
             )
         return self.slots
 
-    def _new_actor(self) -> tuple[Any, Any]:
+    def _new_actor(self, index: int) -> tuple[Any, Any]:
         from casebook.executor.runtime.worker import InvestigationWorker
 
         # Locally the pool is sized to the machine, so it claims no CPU from Ray's accounting
@@ -96,14 +123,54 @@ class WorkerPool:
         if self.address:
             options["scheduling_strategy"] = "SPREAD"
         actor = InvestigationWorker.options(**options).remote(self._threads, self.memory_mb)
+        self._where[index] = actor.__ray_call__.remote(whereabouts)
         return actor, actor.ready.remote()
 
     def replace(self, slot: Slot) -> None:
         """Kill the slot's worker (whatever it is doing) and start a fresh one in its place."""
         self.ray.kill(slot.actor, no_restart=True)
         slot.forget()
-        slot.actor, slot.ready = self._new_actor()
+        slot.actor, slot.ready = self._new_actor(slot.index)
         self.replaced += 1
+
+    def whereabouts(self, slot: Slot) -> dict[str, Any] | None:
+        """The slot's worker's pid, node id and node IP, once it has said (never waits)."""
+        ref = self._where.get(slot.index)
+        if ref is None or not self.ray.wait([ref], timeout=0)[0]:
+            return None
+        try:
+            return self.ray.get(ref)
+        except self.ray.exceptions.RayError:
+            return None
+
+    def check_store(self, store_url: str) -> None:
+        """On a cluster, raise UserError unless every node with a worker opens the store.
+
+        Asked once per store of this pool, of one worker per node, before the first
+        investigation reads it.
+        """
+        if not self.address or store_url in self._stores_read:
+            return
+        self.warm()
+        ray = self.ray
+        by_node: dict[tuple[str, str], Any] = {}
+        for slot in self.slots:
+            where = self.whereabouts(slot)
+            if where is not None:
+                by_node.setdefault((where["node_id"], where["node_ip"]), slot.actor)
+        asked = [(node_ip, actor.__ray_call__.remote(store_problem, store_url))
+                 for (_, node_ip), actor in by_node.items()]
+        problems: dict[str, str] = {}
+        for node_ip, ref in asked:
+            try:
+                problem = ray.get(ref, timeout=READY_TIMEOUT_S)
+            except (ray.exceptions.RayError, TimeoutError):
+                continue  # a worker lost now is the runtime's to replace, not a store problem
+            if problem is not None:
+                problems[node_ip] = problem
+        if problems:
+            raise store_error(store_url, problems)
+        self._stores_read.add(store_url)
 
     def pids(self) -> list[int]:
         """Process ids of the workers that are up."""
@@ -112,13 +179,21 @@ class WorkerPool:
                 slot.pid = self.ray.get(slot.ready)
         return [s.pid for s in self.slots if s.pid is not None]
 
-    def shutdown(self) -> None:
-        """Stop the workers, and Ray itself when this pool started it."""
+    def shutdown_workers(self) -> None:
+        """Stop the workers; Ray stays up."""
         if self._ray is None:
             return
         for slot in self.slots:
             self._ray.kill(slot.actor, no_restart=True)
         self.slots = []
+        self._where = {}
+        self._stores_read = set()
+
+    def shutdown(self) -> None:
+        """Stop the workers, and Ray itself when this pool started it."""
+        if self._ray is None:
+            return
+        self.shutdown_workers()
         if self.started_ray:
             self._ray.shutdown()
             self.started_ray = False
