@@ -1,0 +1,123 @@
+"""Upkeep of a store on disk: what writers that died leave behind, and what writers still
+running must keep."""
+
+import fcntl
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from casebook.executor.telemetry_store import TelemetryStore, TelemetryStoreError
+from casebook.executor.telemetry_store import manifest as manifests
+from casebook.executor.telemetry_store.temp_files import host_tag
+
+NOW = datetime.now(UTC).replace(tzinfo=None, minute=0, second=0, microsecond=0)
+
+
+def logs(*stamps: datetime) -> pa.Table:
+    n = len(stamps)
+    return pa.table(
+        {"ts": list(stamps), "service": ["api"] * n, "level": ["info"] * n, "message": ["m"] * n}
+    )
+
+
+def parquet_files(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*.parquet")}
+
+
+def referenced(root: Path, table: str = "logs") -> dict[str, str]:
+    """The files a table's manifest names, with a digest of their bytes."""
+    manifest = json.loads((root / table / "_manifest.json").read_text())
+    return {
+        part["path"]: hashlib.sha256((root / part["path"]).read_bytes()).hexdigest()
+        for part in manifest["parts"]
+    }
+
+
+def test_upkeep_deletes_what_a_writer_killed_mid_write_left_and_nothing_else(tmp_path):
+    """A real `casebook ingest` is SIGKILLed after writing its files, before its commit (held
+    back by the store's lock, which this test takes): upkeep keeps those files while they are
+    young enough to be a running writer's, then deletes them, and no file the manifest names."""
+    root = tmp_path / "tel"
+    store = TelemetryStore.open(root, create=True)
+    store.append("logs", logs(NOW - timedelta(hours=5)))
+    before = referenced(root)
+    rows = "".join(
+        f"{(NOW - timedelta(hours=2, minutes=7 * i)).isoformat()},api,info,row {i}\n"
+        for i in range(40)
+    )
+    (tmp_path / "logs.csv").write_text("ts,service,level,message\n" + rows)
+    casebook = str(Path(sys.executable).parent / "casebook")
+    with (root / ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the writer's commit waits for it
+        writer = subprocess.Popen(
+            [casebook, "ingest", str(tmp_path / "logs.csv"), "--telemetry", str(root)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            for _ in range(1200):
+                if parquet_files(root) - set(before) or writer.poll() is not None:
+                    break
+                time.sleep(0.05)
+            assert writer.poll() is None, "the writer ended before it could be killed"
+            orphans = parquet_files(root) - set(before)
+            assert orphans, "the writer wrote no file"
+
+            (young,) = store.compact()  # the default age: these could be a running writer's
+            assert young.orphans == 0
+            assert orphans <= parquet_files(root)
+
+            os.kill(writer.pid, signal.SIGKILL)
+            writer.wait(30)
+        finally:
+            if writer.poll() is None:
+                writer.kill()
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    orphans = parquet_files(root) - set(before)  # all the writer had written when it died
+    (done,) = store.compact(orphan_age=timedelta(0))
+    assert done.orphans == len(orphans) >= 1
+    assert parquet_files(root) == set(before)
+    assert referenced(root) == before
+    assert store.row_counts() == {"logs": 1}
+
+
+def test_a_write_that_cannot_commit_in_time_adds_nothing_and_leaves_no_file(
+    tmp_path, monkeypatch
+):
+    """Upkeep takes files older than ORPHAN_AGE for a dead writer's, so a writer that took
+    longer than COMMIT_WITHIN must not name them in a manifest."""
+    store = TelemetryStore.open(tmp_path / "tel", create=True)
+    store.append("logs", logs(NOW))
+    monkeypatch.setattr(manifests, "COMMIT_WITHIN", timedelta(0))
+    with pytest.raises(TelemetryStoreError) as error:
+        store.append("logs", logs(NOW, NOW), key="late")
+    assert str(error.value) == (
+        f"gave up committing to {tmp_path / 'tel' / 'logs'}: the files were written more than "
+        "0:00:00 ago, so upkeep may have taken them for a dead writer's; nothing was added, "
+        "run it again"
+    )
+    assert store.row_counts() == {"logs": 1}
+    assert len(parquet_files(tmp_path / "tel")) == 1
+    monkeypatch.undo()
+    store.append("logs", logs(NOW, NOW), key="late")  # a retry adds it
+    assert store.row_counts() == {"logs": 3}
+
+
+def test_compaction_removes_a_killed_writers_half_written_manifest(tmp_path):
+    store = TelemetryStore.open(tmp_path / "tel", create=True)
+    store.append("logs", logs(NOW))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    stale = tmp_path / "tel" / "logs" / f"._manifest.json.{host_tag()}.{dead.stdout.strip()}.tmp"
+    stale.write_text('{"format": 1, "parts": [')
+    store.compact()
+    assert not stale.exists()
+    assert store.row_counts() == {"logs": 1}
