@@ -185,6 +185,35 @@ def test_investigate_reads_a_store_on_s3(s3, tmp_path):
     expected = json.loads((case / "expected.json").read_text())["causes"][0]
     assert record["causes"][0]["entity"] == expected["entity"]
     assert record["findings"], "no finding was made from the S3 store"
+    replayed = CliRunner().invoke(
+        app,
+        ["backtest", "--replay", str(tmp_path / "results.duckdb"), "--telemetry", location,
+         "--since", "3650d", "--local", "--json"],
+    )  # fmt: skip
+    assert replayed.exit_code == 0, replayed.output
+    summary = json.loads(replayed.stdout)
+    assert summary["alerts"] == 1 and summary["changed"] == 0
+    assert summary["per_alert"][0]["error"] is None
+
+
+def test_event_and_store_commands_take_a_store_on_s3(s3):
+    location = f"s3://{BUCKET}/cmds"
+    recorded = CliRunner().invoke(
+        app, ["event", "deploy", "api", "--summary", "v2 out", "--version", "2.0",
+              "--telemetry", location],
+    )  # fmt: skip
+    assert recorded.exit_code == 0, recorded.output
+    assert f"recorded deploy of api in {location}" in recorded.output
+    assert TelemetryStore.open(location).row_counts() == {"events": 1}
+    store = TelemetryStore.open(location)
+    store.append("logs", logs(NOW - timedelta(days=20)))
+    compacted = CliRunner().invoke(
+        app, ["store", "compact", "--telemetry", location, "--retention", "14d", "--grace", "0"]
+    )
+    assert compacted.exit_code == 0, compacted.output
+    assert f"compacted {location}" in compacted.output
+    assert store.row_counts() == {"events": 1}
+    assert [k for k in keys(s3, "cmds/logs/") if k.endswith(".parquet")] == []
 
 
 def test_a_missing_bucket_is_named(s3):
