@@ -121,3 +121,28 @@ def test_compaction_removes_a_killed_writers_half_written_manifest(tmp_path):
     store.compact()
     assert not stale.exists()
     assert store.row_counts() == {"logs": 1}
+
+
+def test_ingests_in_several_processes_and_compaction_lose_and_double_nothing(tmp_path):
+    """Two `casebook ingest` of different files and a third of the first file again, at once,
+    while this process compacts: every file's rows are in once."""
+    root = tmp_path / "tel"
+    store = TelemetryStore.open(root, create=True)
+    hour = NOW - timedelta(hours=3)
+    for name in ("a", "b"):
+        rows = "".join(f"{(hour + timedelta(minutes=i)).isoformat()},api,info,{name}{i}\n"
+                       for i in range(5))  # fmt: skip
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "logs.csv").write_text("ts,service,level,message\n" + rows)
+    casebook = str(Path(sys.executable).parent / "casebook")
+    ingests = [
+        subprocess.Popen([casebook, "ingest", str(tmp_path / name / "logs.csv"),
+                          "--telemetry", str(root)], stdout=subprocess.DEVNULL)  # fmt: skip
+        for name in ("a", "b", "a")
+    ]
+    while any(i.poll() is None for i in ingests):
+        store.compact()
+    assert [i.wait(60) for i in ingests] == [0, 0, 0]
+    store.compact()
+    assert store.row_counts() == {"logs": 10}
+    assert len(store.snapshot()["logs"]) == 1
