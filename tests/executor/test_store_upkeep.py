@@ -146,3 +146,32 @@ def test_ingests_in_several_processes_and_compaction_lose_and_double_nothing(tmp
     store.compact()
     assert store.row_counts() == {"logs": 10}
     assert len(store.snapshot()["logs"]) == 1
+
+
+def test_background_upkeep_deletes_orphans_an_hour_old_and_keeps_younger_ones(tmp_path):
+    from casebook.executor.telemetry_store.upkeep import StoreUpkeep
+
+    root = tmp_path / "tel"
+    store = TelemetryStore.open(root, create=True)
+    store.append("logs", logs(NOW - timedelta(hours=5)))
+    before = referenced(root)
+    (part,) = before
+    folder = (root / part).parent
+    old, young = folder / "part-old-orphan.parquet", folder / "part-young-orphan.parquet"
+    for orphan in (old, young):
+        orphan.write_bytes((root / part).read_bytes())
+    past = time.time() - 2 * 3600
+    os.utime(old, (past, past))
+    os.utime(young, (time.time() - 60, time.time() - 60))
+    upkeep = StoreUpkeep(store.url, retention=None, interval_s=0.05).start()
+    try:
+        for _ in range(200):
+            if upkeep.runs:
+                break
+            time.sleep(0.05)
+    finally:
+        upkeep.stop()
+    assert upkeep.runs >= 1 and upkeep.last_error is None
+    assert not old.exists() and young.exists()
+    assert referenced(root) == before
+    assert store.row_counts() == {"logs": 1}
