@@ -31,8 +31,9 @@ from casebook.executor.telemetry_store.location import Location
 
 MANIFEST = "_manifest.json"
 FORMAT = 1
-# A write or compaction commits within this of starting to write its files, or gives up.
-COMMIT_WITHIN = timedelta(minutes=30)
+# A write or compaction commits within this of starting to write its files, or gives up: long
+# enough for a backfill of many gigabytes, short enough that dead writers' files go the same day.
+COMMIT_WITHIN = timedelta(hours=3)
 # Files no manifest names and older than this are a dead writer's, and upkeep deletes them.
 ORPHAN_AGE = 2 * COMMIT_WITHIN
 # Keys of batches taken in, newest kept: enough to recognise a re-sent batch or file, bounded so

@@ -148,7 +148,7 @@ def test_ingests_in_several_processes_and_compaction_lose_and_double_nothing(tmp
     assert len(store.snapshot()["logs"]) == 1
 
 
-def test_background_upkeep_deletes_orphans_an_hour_old_and_keeps_younger_ones(tmp_path):
+def test_background_upkeep_deletes_orphans_past_their_age_and_keeps_younger_ones(tmp_path):
     from casebook.executor.telemetry_store.upkeep import StoreUpkeep
 
     root = tmp_path / "tel"
@@ -160,7 +160,7 @@ def test_background_upkeep_deletes_orphans_an_hour_old_and_keeps_younger_ones(tm
     old, young = folder / "part-old-orphan.parquet", folder / "part-young-orphan.parquet"
     for orphan in (old, young):
         orphan.write_bytes((root / part).read_bytes())
-    past = time.time() - 2 * 3600
+    past = time.time() - manifests.ORPHAN_AGE.total_seconds() - 60
     os.utime(old, (past, past))
     os.utime(young, (time.time() - 60, time.time() - 60))
     upkeep = StoreUpkeep(store.url, retention=None, interval_s=0.05).start()
