@@ -420,8 +420,9 @@ def test_upkeep_cancels_unfinished_uploads_under_a_table(s3):
         listed = s3.list_multipart_uploads(Bucket=BUCKET, Prefix="midway/").get("Uploads", [])
         return [item["Key"] for item in listed]
 
-    (young,) = store.compact()
-    assert young.orphans == 0 and unfinished() == [key]
+    # moto reports every upload as initiated on 2010-11-10, so that an upload younger than
+    # the orphan age is kept cannot be shown against it; the files' rule is shown above.
+    assert unfinished() == [key]
     (done,) = store.compact(orphan_age=timedelta(0))
     assert done.orphans == 1 and unfinished() == []
     assert referenced(s3, "midway/") == before
