@@ -99,14 +99,6 @@ class Location:
         """Every file below `relative`, at any depth."""
         raise NotImplementedError
 
-    def read(self, relative: str) -> bytes | None:
-        """The file's bytes, or None when there is no such file."""
-        raise NotImplementedError
-
-    def replace(self, relative: str, data: bytes) -> None:
-        """Write a small file so readers see either the old content or the new, never a mix."""
-        raise NotImplementedError
-
     def read_versioned(self, relative: str) -> tuple[bytes | None, str | None]:
         """The file's bytes and a token of this version of it, or (None, None) when absent."""
         raise NotImplementedError

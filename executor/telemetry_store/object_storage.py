@@ -1,5 +1,5 @@
-"""A store under `s3://bucket/prefix`: DuckDB's httpfs for Parquet, pyarrow for listing and
-deleting, boto3 for manifests (read with their ETag, replaced with If-Match / If-None-Match).
+"""A store under `s3://bucket/prefix`: DuckDB's httpfs for Parquet, pyarrow for listing, boto3
+for manifests (read with their ETag, replaced with If-Match / If-None-Match) and deletes.
 
 S3 is configured from the usual AWS variables: AWS_ENDPOINT_URL (or AWS_ENDPOINT_URL_S3),
 AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION (or AWS_DEFAULT_REGION).
@@ -131,36 +131,22 @@ class S3Location(Location):
             if i.type == FileType.File
         ]
 
-    def read(self, relative: str) -> bytes | None:
-        try:
-            with self.filesystem.open_input_stream(self._key(relative)) as stream:
-                return stream.read()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise TelemetryStoreError(f"cannot read {self.url(relative)}: {exc}") from exc
-
-    def replace(self, relative: str, data: bytes) -> None:
-        # One PUT: S3 shows readers the whole old object or the whole new one.
-        def put() -> None:
-            with self.filesystem.open_output_stream(self._key(relative)) as stream:
-                stream.write(data)
-
-        self._call("write to", put)
-
     def read_versioned(self, relative: str) -> tuple[bytes | None, str | None]:
-        # One GET returns the body and the ETag of that very body.
-        from botocore.exceptions import ClientError
+        # One GET returns the body and the ETag of that very body. (pyarrow asks for an object's
+        # size and then for that many bytes: a manifest replaced in between came back cut.)
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             answer = self.client.get_object(Bucket=self.bucket, Key=self._object(relative))
+            return answer["Body"].read(), answer["ETag"]
         except ClientError as exc:
             if _code(exc) in ("NoSuchKey", "404"):
                 return None, None
             raise TelemetryStoreError(f"cannot read {self.url(relative)}: {exc}") from exc
-        except Exception as exc:  # botocore's connection errors share no base with ClientError
-            raise TelemetryStoreError(f"cannot read {self.url(relative)}: {exc}") from exc
-        return answer["Body"].read(), answer["ETag"]
+        except BotoCoreError as exc:
+            raise TelemetryStoreError(
+                f"cannot read {self.url(relative)}: {exc}; check AWS_ENDPOINT_URL"
+            ) from exc
 
     def replace_if(self, relative: str, data: bytes, version: str | None) -> bool:
         self._require_conditional_writes()
