@@ -175,3 +175,31 @@ def test_background_upkeep_deletes_orphans_past_their_age_and_keeps_younger_ones
     assert not old.exists() and young.exists()
     assert referenced(root) == before
     assert store.row_counts() == {"logs": 1}
+
+
+def test_two_compactions_at_once_merge_an_hour_once(tmp_path):
+    """`casebook serve`'s upkeep and a `casebook store compact` from cron may run together:
+    both merge the hour, one swap wins, the other's merged file is deleted, nothing doubles."""
+    import threading
+
+    root = tmp_path / "tel"
+    store = TelemetryStore.open(root, create=True)
+    for minute in range(6):
+        store.append("logs", logs(NOW - timedelta(hours=3, minutes=-minute)))
+    parts = parquet_files(root)
+    barrier, done = threading.Barrier(2), []
+
+    def compact() -> None:
+        barrier.wait()
+        done.extend(TelemetryStore.open(root).compact())
+
+    threads = [threading.Thread(target=compact) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(c.merged for c in done) == [0, 6]
+    assert store.row_counts() == {"logs": 6}
+    (live,) = store.snapshot()["logs"]
+    # The replaced parts wait for the grace period; no losing merge's file is left behind.
+    assert parquet_files(root) == parts | {Path(live).relative_to(root).as_posix()}
