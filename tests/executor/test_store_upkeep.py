@@ -203,3 +203,45 @@ def test_two_compactions_at_once_merge_an_hour_once(tmp_path):
     (live,) = store.snapshot()["logs"]
     # The replaced parts wait for the grace period; no losing merge's file is left behind.
     assert parquet_files(root) == parts | {Path(live).relative_to(root).as_posix()}
+
+
+@pytest.mark.slow
+def test_serve_compacts_its_store_in_the_background_with_the_retention(tmp_path):
+    """`casebook serve --retention 14d`: while it serves, the old hour goes, the closed hour's
+    files are merged, and a dead writer's old file is deleted."""
+    import socket
+    import urllib.request
+
+    root = tmp_path / "tel"
+    store = TelemetryStore.open(root, create=True)
+    store.append("logs", logs(NOW - timedelta(days=20)))
+    for minute in range(2):
+        store.append("logs", logs(NOW - timedelta(hours=3, minutes=-minute)))
+    part = next(iter(referenced(root)))
+    orphan = (root / part).with_name("part-orphan.parquet")
+    orphan.write_bytes((root / part).read_bytes())
+    past = time.time() - manifests.ORPHAN_AGE.total_seconds() - 60
+    os.utime(orphan, (past, past))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    casebook = str(Path(sys.executable).parent / "casebook")
+    serve = subprocess.Popen(
+        [casebook, "serve", "--telemetry", str(root), "--db", str(tmp_path / "results.duckdb"),
+         "--port", str(port), "--local", "--retention", "14d", "--compact-interval", "0.2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(1200):
+            if len(store.snapshot().get("logs", ())) == 1 and not orphan.exists():
+                break
+            assert serve.poll() is None, "casebook serve ended"
+            time.sleep(0.1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
+            assert answer.status == 200
+    finally:
+        serve.terminate()
+        serve.wait(30)
+    assert store.row_counts() == {"logs": 2}  # the 20-day-old hour dropped, the rest merged
+    assert len(store.snapshot()["logs"]) == 1
+    assert not orphan.exists()
