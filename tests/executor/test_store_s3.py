@@ -443,7 +443,8 @@ def test_upkeep_cancels_unfinished_uploads_under_a_table(s3):
 
 def test_compaction_while_other_processes_write_loses_and_doubles_nothing_on_s3(s3):
     """Compaction in this process swaps the manifest while two writer processes commit to it
-    (one batch key shared): no batch is lost to a merge, none is merged twice."""
+    (one batch key shared) and a thread reads: no batch is lost to a merge, none is merged
+    twice, and the reader sees whole batches only."""
     location = f"s3://{BUCKET}/busy"
     store = TelemetryStore.open(location, create=True)
     hour = (NOW - timedelta(hours=3)).isoformat()  # a closed hour: every compaction merges it
@@ -452,11 +453,24 @@ def test_compaction_while_other_processes_write_loses_and_doubles_nothing_on_s3(
                           *[f"w{w}-{i}" for i in range(6)], "both"])  # fmt: skip
         for w in range(2)
     ]
-    merged = 0
-    while any(w.poll() is None for w in writers):
-        merged += sum(c.merged for c in store.compact())
+    merged, seen, stop = 0, [], threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            seen.append(TelemetryStore.open(location).row_counts().get("logs", 0))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        while any(w.poll() is None for w in writers):
+            merged += sum(c.merged for c in store.compact())
+    finally:
+        stop.set()
+        reader.join(60)
     assert [w.wait(60) for w in writers] == [0, 0]
     merged += sum(c.merged for c in store.compact())
     assert merged >= 2, "compaction merged nothing"
     assert store.row_counts() == {"logs": 2 * (12 + 1)}
     assert len(store.snapshot()["logs"]) == 1
+    # A reader during the swaps saw whole batches only, and never fewer than before.
+    assert seen and all(count % 2 == 0 for count in seen) and seen == sorted(seen)
