@@ -365,7 +365,7 @@ def referenced(client, prefix: str) -> dict[str, str]:
     }
 
 
-def kill_a_writer_at(client, control: Path, hold: str, prefix: str, tmp_path: Path, ready):
+def kill_a_writer_at(control: Path, hold: str, prefix: str, tmp_path: Path, ready) -> None:
     """Run `casebook ingest` into s3://BUCKET/PREFIX with the server stalling `hold`, and
     SIGKILL it once `ready()` says it got that far."""
     rows = "".join(
@@ -403,7 +403,7 @@ def test_upkeep_deletes_what_a_writer_killed_before_its_commit_left_on_s3(s3, co
             [k for k in keys(s3, "dead/logs/") if k.endswith(".parquet")]
         ) > len(before)
 
-    kill_a_writer_at(s3, control, "hold-manifests", "dead", tmp_path, written)
+    kill_a_writer_at(control, "hold-manifests", "dead", tmp_path, written)
     orphans = {k for k in keys(s3, "dead/") if k.endswith(".parquet")} - set(before)
     assert orphans, "the killed writer left no file"
 
