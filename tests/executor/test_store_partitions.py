@@ -316,3 +316,15 @@ def test_upkeep_compacts_in_the_background(store):
         upkeep.stop()
     assert upkeep.runs >= 1 and upkeep.last_error is None
     assert len(store.snapshot()["logs"]) == 1
+
+
+def test_a_store_url_in_the_serve_configuration_is_kept_as_written(tmp_path):
+    from casebook.executor.config import load_config
+
+    for written in ("s3://bucket/store", "s3:/bucket/store"):
+        (tmp_path / "casebook.yaml").write_text(f"telemetry: {written}\n")
+        assert load_config(tmp_path / "casebook.yaml").telemetry == written
+    with pytest.raises(TelemetryStoreError, match="with two slashes"):
+        TelemetryStore.open(load_config(tmp_path / "casebook.yaml").telemetry, create=True)
+    (tmp_path / "casebook.yaml").write_text("telemetry: tel\n")
+    assert load_config(tmp_path / "casebook.yaml").telemetry == str(tmp_path / "tel")
