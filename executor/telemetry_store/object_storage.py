@@ -9,6 +9,7 @@ is a conditional PUT; a server that ignores the conditions is refused before the
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from datetime import UTC, datetime
@@ -24,6 +25,8 @@ CONFLICTS = {"PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "4
 # (endpoint, bucket) pairs whose server was seen to refuse a PUT whose condition fails.
 _conditions_honoured: set[tuple[str | None, str]] = set()
 _guard = threading.Lock()
+_uploads_warned: set[str] = set()
+log = logging.getLogger("casebook.store")
 _secret_turn = threading.Lock()
 
 
@@ -199,18 +202,35 @@ class S3Location(Location):
                    Key=self._object(relative))  # fmt: skip
 
     def abort_uploads(self, relative: str, before: datetime) -> int:
+        from botocore.exceptions import ClientError
+
         prefix = self._object(relative).rstrip("/") + "/"
-        pages = self.client.get_paginator("list_multipart_uploads").paginate(
-            Bucket=self.bucket, Prefix=prefix
-        )
         aborted = 0
-        for page in self._call("list uploads in", list, pages):
-            for upload in page.get("Uploads", []):
-                if upload["Initiated"] <= before:
-                    self._call("cancel an upload in", self.client.abort_multipart_upload,
-                               Bucket=self.bucket, Key=upload["Key"],
-                               UploadId=upload["UploadId"])  # fmt: skip
-                    aborted += 1
+        try:
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=prefix
+            )
+            for page in pages:
+                for upload in page.get("Uploads", []):
+                    if upload["Initiated"] <= before:
+                        self.client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                        )
+                        aborted += 1
+        except ClientError as exc:
+            if _code(exc) not in ("AccessDenied", "NotImplemented", "403", "501"):
+                raise TelemetryStoreError(
+                    f"cannot cancel unfinished uploads in {self.url(relative)}: {exc}"
+                ) from exc
+            # Compaction matters more than this cleanup: say once what is missing, go on.
+            if self.bucket not in _uploads_warned:
+                _uploads_warned.add(self.bucket)
+                log.warning(
+                    "cannot list or cancel unfinished uploads in %s (%s): allow "
+                    "s3:ListBucketMultipartUploads and s3:AbortMultipartUpload, or add a "
+                    "lifecycle rule AbortIncompleteMultipartUpload to the bucket",
+                    self.url(relative), _code(exc),
+                )  # fmt: skip
         return aborted
 
     def configure(self, con: duckdb.DuckDBPyConnection) -> None:

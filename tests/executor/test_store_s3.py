@@ -35,8 +35,9 @@ def free_port() -> int:
 # moto's server app, as `moto_server` runs it, with two differences. Writes take turns: moto
 # checks an If-Match and stores the object in two steps that its request threads can interleave,
 # where S3 does both as one. And files in CONTROL steer it: `hold-manifests` stalls manifest
-# PUTs until the file is removed (the stalled request then fails, like a connection lost), and
-# `ignore-conditions` drops If-Match and If-None-Match as a server without them would.
+# PUTs until the file is removed (the stalled request then fails, like a connection lost),
+# `ignore-conditions` drops If-Match and If-None-Match as a server without them would, and
+# `deny-uploads` refuses to list multipart uploads, as for credentials not allowed to.
 SERVER = r"""
 import os, sys, threading, time
 from werkzeug.serving import run_simple
@@ -57,6 +58,12 @@ def app(environ, start_response):
             time.sleep(0.02)
         start_response("503 Service Unavailable", [("Content-Length", "0")])
         return [b""]
+    listing = environ["REQUEST_METHOD"] == "GET" and "uploads" in environ.get("QUERY_STRING", "")
+    if listing and os.path.exists(os.path.join(control, "deny-uploads")):
+        body = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+        start_response("403 Forbidden", [("Content-Type", "application/xml"),
+                                         ("Content-Length", str(len(body)))])
+        return [body]
     if os.path.exists(os.path.join(control, "ignore-conditions")):
         environ.pop("HTTP_IF_MATCH", None)
         environ.pop("HTTP_IF_NONE_MATCH", None)
@@ -439,6 +446,24 @@ def test_upkeep_cancels_unfinished_uploads_under_a_table(s3):
     assert done.orphans == 1 and unfinished() == []
     assert referenced(s3, "midway/") == before
     assert store.row_counts() == {"logs": 1}
+
+
+def test_compaction_goes_on_when_uploads_may_not_be_listed(s3, control, caplog):
+    store = TelemetryStore.open(f"s3://{BUCKET}/denied", create=True)
+    for minute in range(2):
+        store.append("logs", logs(NOW - timedelta(hours=3, minutes=-minute)))
+    (control / "deny-uploads").touch()
+    try:
+        (done,) = store.compact()
+    finally:
+        (control / "deny-uploads").unlink()
+    assert (done.merged, done.written) == (2, 1)
+    assert store.row_counts() == {"logs": 2}
+    assert (
+        f"cannot list or cancel unfinished uploads in s3://{BUCKET}/denied/logs (AccessDenied): "
+        "allow s3:ListBucketMultipartUploads and s3:AbortMultipartUpload, or add a lifecycle "
+        "rule AbortIncompleteMultipartUpload to the bucket"
+    ) in caplog.text
 
 
 def test_compaction_while_other_processes_write_loses_and_doubles_nothing_on_s3(s3):
