@@ -20,14 +20,16 @@ import duckdb
 from casebook.executor.telemetry_store.conformance import TelemetryStoreError, sql_text
 from casebook.executor.telemetry_store.location import PROBE, Location, StoredFile
 
+log = logging.getLogger("casebook.store")
+
 ONE_WRITER = "CASEBOOK_S3_ONE_WRITER"  # "1": the server may ignore conditions, one process writes
+# Answers to a conditional PUT that mean "another writer came first": read again and redo.
 CONFLICTS = {"PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "412", "409"}
 # (endpoint, bucket) pairs whose server was seen to refuse a PUT whose condition fails.
 _conditions_honoured: set[tuple[str | None, str]] = set()
-_guard = threading.Lock()
-_uploads_warned: set[str] = set()
-log = logging.getLogger("casebook.store")
-_secret_turn = threading.Lock()
+_uploads_warned: set[str] = set()  # buckets whose unfinished uploads may not be listed
+_guard = threading.Lock()  # making the boto3 client
+_secret_turn = threading.Lock()  # replacing the DuckDB secret of the shared scratch database
 
 
 class S3Location(Location):
