@@ -25,7 +25,6 @@ from casebook.executor.telemetry_store.conformance import TelemetryStoreError
 from casebook.executor.telemetry_store.temp_files import temp_path
 
 LOCK = ".lock"  # at a local store's root: held while a manifest is compared and replaced
-PROBE = ".casebook-conditional-write-probe"  # at an S3 store's root, for a moment
 SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 HALF_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):(?!//)")  # two letters or more: not C:
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import uuid
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import duckdb
 
 from casebook.executor.telemetry_store.conformance import TelemetryStoreError, sql_text
-from casebook.executor.telemetry_store.location import PROBE, Location, StoredFile
+from casebook.executor.telemetry_store.location import Location, StoredFile
 
 log = logging.getLogger("casebook.store")
 
@@ -179,7 +180,10 @@ class S3Location(Location):
         seen = (_endpoint()[0], self.bucket)
         if seen in _conditions_honoured or os.environ.get(ONE_WRITER) == "1":
             return  # one writing process: its threads take turns at each manifest anyway
-        probe = self._object(PROBE)
+        # Named for this probe alone: another process deleting its own probe meanwhile would
+        # otherwise let If-None-Match succeed here and pass for a server that ignores it.
+        relative = f".casebook-conditional-write-probe-{uuid.uuid4().hex}"
+        probe = self._object(relative)
         self._call("write to", self.client.put_object, Bucket=self.bucket, Key=probe, Body=b"1")
         try:
             for header, condition in (
@@ -194,7 +198,7 @@ class S3Location(Location):
                         f"S3 does), or, if one process only ever writes this store, set {ONE_WRITER}=1"
                     )
         finally:
-            self.delete(PROBE)
+            self.delete(relative)
         _conditions_honoured.add(seen)
 
     def delete(self, relative: str) -> None:
