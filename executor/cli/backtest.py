@@ -137,6 +137,9 @@ def _replay(results: Path, telemetry: str | None, since: str, packs: list[str],
 
         if not telemetry:
             raise UserError("--replay needs --telemetry PATH: the store the alerts read")
+        from casebook.executor.telemetry_store import TelemetryStore
+
+        TelemetryStore.open(telemetry)  # a wrong path or scheme is named before anything runs
         stored = replaying.stored_alerts(results, replaying.parse_duration(since))
         console = Console(stderr=True)
         if not stored:

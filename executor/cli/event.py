@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -27,7 +26,7 @@ def event_command(
         "--attr", metavar="K=V", help="Another attribute; repeatable.")] = None,
     url: Annotated[str | None, typer.Option(
         "--url", help="A running `casebook serve`, e.g. http://casebook:9095.")] = None,
-    telemetry: Annotated[Path | None, typer.Option(
+    telemetry: Annotated[str | None, typer.Option(  # str: a Path would turn s3:// into s3:/
         "--telemetry", help="Write into this store directly instead (created if missing).")] = None,
     token: Annotated[str | None, typer.Option(
         "--token", envvar="CASEBOOK_TOKEN", show_default=False,

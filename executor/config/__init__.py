@@ -46,6 +46,9 @@ class ConfigError(UserError):
         )
 
 
+SCHEME_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
+
+
 def check_config(path: str | Path) -> list[str]:
     """Every problem of the file, each starting with its location; [] when it is valid."""
     try:
@@ -203,7 +206,8 @@ def _anchored(config: CasebookFile, base: Path) -> CasebookFile:
         return value if value is None or value.is_absolute() else base / value
 
     telemetry = config.telemetry
-    if telemetry and "://" not in telemetry and not Path(telemetry).is_absolute():
+    # Text with a scheme stays as written, `s3:/bucket` too, so the store names the missing slash.
+    if telemetry and not SCHEME_LIKE.match(telemetry) and not Path(telemetry).is_absolute():
         telemetry = str(base / telemetry)
     results = config.results.model_copy(
         update={"db": anchor(config.results.db), "queue": anchor(config.results.queue)}

@@ -29,7 +29,9 @@ from casebook.executor.telemetry_store.conformance import (
     sql_text,
 )
 from casebook.executor.telemetry_store.location import LocalLocation, is_url, location_of
+from casebook.executor.telemetry_store.manifest import ORPHAN_AGE
 from casebook.executor.telemetry_store.partitions import GRACE, Compaction, ParquetTables
+from casebook.executor.telemetry_store.temp_files import remove_stale_temp_files
 from casebook.sdk.schema import CORE_TABLES, time_column_of
 from casebook.sdk.telemetry import RAW_SCHEMA, TelemetrySource
 
@@ -213,16 +215,23 @@ class TelemetryStore:
         return self._write_duckdb(batches)
 
     def compact(
-        self, retention: timedelta | None = None, grace: timedelta = GRACE
+        self,
+        retention: timedelta | None = None,
+        grace: timedelta = GRACE,
+        orphan_age: timedelta = ORPHAN_AGE,
     ) -> list[Compaction]:
         """Merge each hour's small files into one and drop hours older than `retention`.
 
         Readers never see a half-done step: the merged file is written, the table's manifest
-        is swapped, and the replaced files are deleted `grace` later (by a later run).
+        is swapped, and the replaced files are deleted `grace` later (by a later run). Files
+        no manifest names (a writer killed before it committed) are deleted once older than
+        `orphan_age`; a shorter one than the default may delete a running writer's files.
         A DuckDB-file store only drops rows older than the retention.
         """
         if self.layout == "parquet":
-            return self._parquet.compact(retention, grace)
+            if self.path is not None:
+                remove_stale_temp_files(self.path)  # half-written manifests of killed writers
+            return self._parquet.compact(retention, grace, orphan_age=orphan_age)
         return self._expire_duckdb(retention)
 
     def _duckdb_writer(self) -> duckdb.DuckDBPyConnection:

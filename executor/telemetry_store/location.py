@@ -1,16 +1,15 @@
 """Where a store lives: a local directory or `s3://bucket/prefix`, and the file operations on it.
 
 Parquet files are written and read by DuckDB (its httpfs extension for S3, loaded from the
-`duckdb-extension-httpfs` package so nothing is downloaded at run time). The few operations DuckDB
-has no SQL for (listing, small manifest objects, deleting) go through pyarrow's file systems.
-S3 is configured from the usual AWS variables: AWS_ENDPOINT_URL (or AWS_ENDPOINT_URL_S3),
-AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION (or AWS_DEFAULT_REGION).
+`duckdb-extension-httpfs` package so nothing is downloaded at run time). The S3 side is
+object_storage.py; this module holds what both sides share and the local directory.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import re
 import threading
@@ -22,9 +21,10 @@ from urllib.parse import urlsplit
 
 import duckdb
 
-from casebook.executor.telemetry_store.conformance import TelemetryStoreError, sql_text
+from casebook.executor.telemetry_store.conformance import TelemetryStoreError
 from casebook.executor.telemetry_store.temp_files import temp_path
 
+LOCK = ".lock"  # at a local store's root: held while a manifest is compared and replaced
 SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 HALF_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):(?!//)")  # two letters or more: not C:
 
@@ -64,6 +64,8 @@ def location_of(location: str | os.PathLike[str]) -> Location:
         raise TelemetryStoreError(
             f"unsupported store location {text}: use a local path or s3://bucket/prefix"
         )
+    from casebook.executor.telemetry_store.object_storage import S3Location
+
     return S3Location(bucket, prefix)
 
 
@@ -96,29 +98,32 @@ class Location:
         """Every file below `relative`, at any depth."""
         raise NotImplementedError
 
-    def read(self, relative: str) -> bytes | None:
-        """The file's bytes, or None when there is no such file."""
+    def read_versioned(self, relative: str) -> tuple[bytes | None, str | None]:
+        """The file's bytes and a token of this version of it, or (None, None) when absent."""
         raise NotImplementedError
 
-    def replace(self, relative: str, data: bytes) -> None:
-        """Write a small file so readers see either the old content or the new, never a mix."""
+    def replace_if(self, relative: str, data: bytes, version: str | None) -> bool:
+        """Replace the file only if it is still at `version` (None: only if it is absent).
+
+        False, and nothing written, when another writer replaced it first: the caller reads
+        it again and retries. This compare-and-swap is what lets writers in any number of
+        threads and processes change one manifest without losing each other's changes.
+        """
         raise NotImplementedError
 
     def delete(self, relative: str) -> None:
         raise NotImplementedError
+
+    def abort_uploads(self, relative: str, before: datetime) -> int:
+        """Cancel unfinished uploads below `relative` started before `before` (object stores
+        keep the parts of an upload whose writer died, unseen and billed); how many."""
+        return 0
 
     def prepare_write(self, relative: str) -> None:
         """Make what DuckDB needs before it writes the file (folders, on a disk)."""
 
     def settle(self, relative: str) -> None:
         """Make a file DuckDB wrote durable before a manifest names it."""
-
-    @contextlib.contextmanager
-    def lock(self, relative: str) -> Iterator[None]:
-        """Hold the writers' lock: threads of this process always; on a disk, processes too
-        (object stores have no locks: one writing process at a time)."""
-        with _thread_lock(self.url(relative)):
-            yield
 
     def configure(self, con: duckdb.DuckDBPyConnection) -> None:
         """Let a DuckDB connection read and write this location."""
@@ -172,6 +177,19 @@ class LocalLocation(Location):
         os.replace(temp, target)
         _fsync(target.parent)
 
+    def read_versioned(self, relative: str) -> tuple[bytes | None, str | None]:
+        data = self.read(relative)
+        return data, _version_of(data)
+
+    def replace_if(self, relative: str, data: bytes, version: str | None) -> bool:
+        # The comparison and the rename happen under a lock every process on this machine
+        # takes (flock), so they are one step; the replace itself is atomic for readers.
+        with self._lock():
+            if _version_of(self.read(relative)) != version:
+                return False
+            self.replace(relative, data)
+            return True
+
     def delete(self, relative: str) -> None:
         path = self.root / relative
         path.unlink(missing_ok=True)
@@ -199,8 +217,8 @@ class LocalLocation(Location):
         _fsync(path.parent)
 
     @contextlib.contextmanager
-    def lock(self, relative: str) -> Iterator[None]:
-        path = self.root / relative
+    def _lock(self) -> Iterator[None]:
+        path = self.root / LOCK
         path.parent.mkdir(parents=True, exist_ok=True)
         with _thread_lock(str(path)), path.open("a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
@@ -208,126 +226,6 @@ class LocalLocation(Location):
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-class S3Location(Location):
-    remote = True
-
-    def __init__(self, bucket: str, prefix: str):
-        self.bucket, self.prefix = bucket, prefix
-        self._filesystem = None
-
-    def __repr__(self) -> str:
-        return f"S3Location({self.url('')!r})"
-
-    def _key(self, relative: str) -> str:
-        return "/".join(p for p in (self.bucket, self.prefix, relative) if p)
-
-    def url(self, relative: str) -> str:
-        return "s3://" + self._key(relative)
-
-    @property
-    def filesystem(self):
-        if self._filesystem is None:
-            from pyarrow.fs import S3FileSystem
-
-            endpoint, scheme = _endpoint()
-            key, secret = (
-                os.environ.get("AWS_ACCESS_KEY_ID"),
-                os.environ.get("AWS_SECRET_ACCESS_KEY"),
-            )
-            options = {"region": _region(), "scheme": scheme}
-            if endpoint:
-                options["endpoint_override"] = endpoint
-            if key and secret:
-                options |= {"access_key": key, "secret_key": secret,
-                            "session_token": os.environ.get("AWS_SESSION_TOKEN")}  # fmt: skip
-            self._filesystem = S3FileSystem(**options)
-        return self._filesystem
-
-    def _call(self, action: str, operation, *args):
-        try:
-            return operation(*args)
-        except OSError as exc:
-            raise TelemetryStoreError(
-                f"cannot {action} {self.url('')}: {exc}; check the bucket exists and "
-                "AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-            ) from exc
-
-    def exists(self) -> bool:
-        from pyarrow.fs import FileType
-
-        info = self._call("reach", self.filesystem.get_file_info, self.bucket)
-        if info.type == FileType.NotFound:
-            raise TelemetryStoreError(
-                f"no bucket {self.bucket} at the S3 endpoint for {self.url('')}; create the "
-                "bucket, or check AWS_ENDPOINT_URL"
-            )
-        return True  # a prefix exists as soon as its bucket does
-
-    def is_dir(self) -> bool:
-        return True
-
-    def make_root(self) -> None:
-        self.exists()
-
-    def children(self) -> list[str]:
-        from pyarrow.fs import FileSelector, FileType
-
-        selector = FileSelector(self._key(""), allow_not_found=True)
-        infos = self._call("list", self.filesystem.get_file_info, selector)
-        return [i.base_name for i in infos if i.type == FileType.Directory]
-
-    def files(self, relative: str) -> list[StoredFile]:
-        from pyarrow.fs import FileSelector, FileType
-
-        selector = FileSelector(self._key(relative), recursive=True, allow_not_found=True)
-        infos = self._call("list", self.filesystem.get_file_info, selector)
-        start = len(self._key("")) + 1
-        return [
-            StoredFile(i.path[start:], i.mtime or datetime.now(UTC))
-            for i in infos
-            if i.type == FileType.File
-        ]
-
-    def read(self, relative: str) -> bytes | None:
-        try:
-            with self.filesystem.open_input_stream(self._key(relative)) as stream:
-                return stream.read()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise TelemetryStoreError(f"cannot read {self.url(relative)}: {exc}") from exc
-
-    def replace(self, relative: str, data: bytes) -> None:
-        # One PUT: S3 shows readers the whole old object or the whole new one.
-        def put() -> None:
-            with self.filesystem.open_output_stream(self._key(relative)) as stream:
-                stream.write(data)
-
-        self._call("write to", put)
-
-    def delete(self, relative: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self._call("delete from", self.filesystem.delete_file, self._key(relative))
-
-    def configure(self, con: duckdb.DuckDBPyConnection) -> None:
-        load_httpfs(con)
-        endpoint, scheme = _endpoint()
-        options = [f"region {sql_text(_region())}"]
-        if endpoint:
-            # Endpoints other than AWS's (MinIO, Ceph, a local test server) expect path-style URLs.
-            options += [f"endpoint {sql_text(endpoint)}", "url_style 'path'",
-                        f"use_ssl {'true' if scheme == 'https' else 'false'}"]  # fmt: skip
-        key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
-        if key and secret:
-            options += [f"key_id {sql_text(key)}", f"secret {sql_text(secret)}"]
-            if os.environ.get("AWS_SESSION_TOKEN"):
-                options.append(f"session_token {sql_text(os.environ['AWS_SESSION_TOKEN'])}")
-        con.execute(
-            f"create or replace secret casebook_store (type s3, {', '.join(options)}, "
-            f"scope {sql_text('s3://' + self.bucket)})"
-        )
 
 
 _thread_locks: dict[str, threading.Lock] = {}
@@ -339,44 +237,8 @@ def _thread_lock(name: str) -> threading.Lock:
         return _thread_locks.setdefault(name, threading.Lock())
 
 
-def load_httpfs(con: duckdb.DuckDBPyConnection) -> None:
-    """Load DuckDB's httpfs extension from the installed package, never from the network."""
-    from importlib.resources import files
-
-    try:
-        con.execute("load httpfs")  # already installed in DuckDB's own extension folder
-        return
-    except duckdb.Error:
-        pass
-    try:
-        package = files("duckdb_extension_httpfs")
-    except ModuleNotFoundError:
-        package = None
-    binary = (
-        package / "extensions" / f"v{duckdb.__version__}" / "httpfs.duckdb_extension"
-        if package is not None
-        else None
-    )
-    if binary is None or not binary.is_file():
-        raise TelemetryStoreError(
-            f"S3 stores need DuckDB's httpfs extension for DuckDB {duckdb.__version__}, and it "
-            f"is not installed; run `pip install duckdb-extension-httpfs=={duckdb.__version__}` "
-            "(or pip install the duckdb version that package supports)"
-        )
-    con.execute(f"load {sql_text(str(binary))}")
-
-
-def _endpoint() -> tuple[str | None, str]:
-    """(host[:port] of a custom endpoint or None for AWS, "http" or "https")."""
-    url = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    if not url:
-        return None, "https"
-    parts = urlsplit(url if "://" in url else f"https://{url}")
-    return parts.netloc, parts.scheme or "https"
-
-
-def _region() -> str:
-    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+def _version_of(data: bytes | None) -> str | None:
+    return None if data is None else hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def _fsync(path: Path) -> None:

@@ -11,6 +11,7 @@ drops the hours older than the retention.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -31,15 +32,13 @@ from casebook.executor.telemetry_store.conformance import (
     sql_text,
 )
 from casebook.executor.telemetry_store.location import LocalLocation, Location
-from casebook.executor.telemetry_store.manifest import LOCK, Manifest, Part
+from casebook.executor.telemetry_store.manifest import ORPHAN_AGE, Manifest, Part, commit
 from casebook.sdk.schema import time_column_of
 
 HOUR = "%Y-%m-%dT%H"
 TIMELESS = "timeless"  # the folder of rows without a time
 # A still-open hour is merged anyway once it holds this many files, so readers open few.
 MAX_OPEN_PARTS = 32
-# Files no manifest names are left by writers that died; younger ones may be a write in progress.
-ORPHAN_AGE = timedelta(hours=1)
 # Replaced files stay this long, so queries that started before the swap can finish.
 GRACE = timedelta(minutes=15)
 # Column types that pyarrow writes to Parquet exactly as DuckDB's COPY does (same physical and
@@ -62,6 +61,7 @@ class Compaction:
     written: int  # files written by merging
     dropped: int  # files dropped because their hour is older than the retention
     deleted: int  # files removed from storage (replaced ones past the grace period, orphans)
+    orphans: int = 0  # of those, files (or unfinished uploads) of writers that died
 
 
 class ParquetTables:
@@ -94,21 +94,23 @@ class ParquetTables:
     def write(self, batches: Sequence[Batch]) -> list[bool]:
         """Add batches (all of them, or none on a failure); False for one already taken in.
 
-        Files are written first, outside the lock; then, under it, each table's manifest is
-        read afresh, batches whose key arrived meanwhile are discarded, and the manifest is
-        replaced. Only a failure while replacing a second table's manifest can leave the
-        first table's batch in (its key then makes the retry add the rest and nothing twice).
+        Files are written first; then each table's manifest is read afresh, batches whose key
+        arrived meanwhile are discarded, and the manifest is swapped if no other writer swapped
+        it since (else all that is redone: manifest.commit). Only a failure while committing a
+        second table can leave the first table's batch in (its key then makes the retry add
+        the rest and nothing twice).
         """
         by_table: dict[str, list[int]] = defaultdict(list)
         for index, batch in enumerate(batches):
             by_table[batch.table].append(index)
         added = [False] * len(batches)
         written: dict[int, list[Part]] = {}
+        started = time.monotonic()
         try:
             self._write_files(batches, by_table, written)
-            with self.location.lock(LOCK):
-                for table, indexes in by_table.items():
-                    self._commit(table, [(i, batches[i].key) for i in indexes], written, added)
+            for table, indexes in by_table.items():
+                keyed = [(i, batches[i].key) for i in indexes]
+                self._commit(table, keyed, written, added, started)
         except BaseException:
             for index, parts in written.items():
                 if not added[index]:
@@ -150,25 +152,28 @@ class ParquetTables:
         keyed: list[tuple[int, str | None]],
         written: dict[int, list[Part]],
         added: list[bool],
+        started: float,
     ) -> None:
-        manifest = Manifest.load(self.location, table)
-        now = datetime.now(UTC).isoformat()
-        changed = False
-        for index, key in keyed:
-            if index not in written:
-                continue
-            if key and key in manifest.keys:  # another writer took it in meanwhile
+        taken: list[int] = []
+
+        def take(manifest: Manifest) -> bool:
+            taken.clear()
+            now = datetime.now(UTC).isoformat()
+            for index, key in keyed:
+                if index in written and not (key and key in manifest.keys):
+                    manifest.parts += written[index]
+                    if key:
+                        manifest.keys[key] = now
+                    taken.append(index)
+            return bool(taken)
+
+        commit(self.location, table, take, started)
+        for index, _ in keyed:
+            if index in taken:
+                added[index] = True
+            elif index in written:  # another writer took its key in meanwhile
                 for part in written.pop(index):
                     self.location.delete(part.path)
-                continue
-            manifest.parts += written[index]
-            if key:
-                manifest.keys[key] = now
-            changed = True
-        if changed:
-            manifest.save(self.location)
-            for index, _ in keyed:
-                added[index] = index in written
 
     def _write_rows(
         self,
@@ -269,38 +274,65 @@ class ParquetTables:
         retention: timedelta | None = None,
         grace: timedelta = GRACE,
         now: datetime | None = None,
+        orphan_age: timedelta = ORPHAN_AGE,
     ) -> list[Compaction]:
-        """Merge each hour's files into one, drop hours past the retention, delete leftovers."""
+        """Merge each hour's files into one, drop hours past the retention, delete leftovers:
+        replaced files after `grace`, files no manifest names after `orphan_age`."""
         now = now or datetime.now(UTC)
-        return [self._compact(t, retention, grace, now) for t in sorted(self._table_folders())]
+        tables = sorted(self._table_folders())
+        return [self._compact(t, retention, grace, now, orphan_age) for t in tables]
 
     def _compact(
-        self, table: str, retention: timedelta | None, grace: timedelta, now: datetime
+        self,
+        table: str,
+        retention: timedelta | None,
+        grace: timedelta,
+        now: datetime,
+        orphan_age: timedelta,
     ) -> Compaction:
-        # Merging reads and writes whole hours, so it runs outside the lock; only the swap of
-        # the manifest is done under it, and only for files that are still live then.
+        # Merging reads and writes whole hours before the commit; the commit applies only the
+        # merges whose files are all still live in the manifest it swaps.
+        started = time.monotonic()
         planned = Manifest.load(self.location, table)
         cutoff = now - retention if retention is not None else None
         merges = self._merge(planned, now, cutoff)
-        with self.location.lock(LOCK):
-            manifest = Manifest.load(self.location, table)
+        applied: list[int] = []
+        dropped, deletable = 0, []
+
+        def change(manifest: Manifest) -> bool:
+            nonlocal dropped, deletable
+            applied.clear()
             live = set(manifest.files())
-            merged = written = 0
-            for parts, new in merges:
-                if not all(p.path in live for p in parts):  # another compaction got there first
+            for index, (parts, new) in enumerate(merges):
+                if all(p.path in live for p in parts):  # else another compaction came first
+                    manifest.retire(parts, now)
+                    manifest.parts += new
+                    applied.append(index)
+            keys = len(manifest.keys)
+            dropped = self._expire(manifest, cutoff, now)
+            deletable = manifest.deletable(now, grace)
+            for path in deletable:  # named no more, then deleted once the swap is done
+                manifest.retired.pop(path)
+            first = not manifest.saved and bool(manifest.parts)  # the flat layout's first
+            return bool(applied or dropped or deletable or first
+                        or len(manifest.keys) != keys)  # fmt: skip
+
+        try:
+            commit(self.location, table, change, started)
+        except BaseException:
+            applied.clear()
+            raise
+        finally:
+            for index, (_, new) in enumerate(merges):
+                if index not in applied:
                     for part in new:
                         self.location.delete(part.path)
-                    continue
-                manifest.retire(parts, now)
-                manifest.parts += new
-                merged, written = merged + len(parts), written + len(new)
-            dropped = self._expire(manifest, cutoff, now)
-            if manifest.parts or manifest.saved or manifest.retired:
-                manifest.save(self.location)  # the swap: readers move to the merged files here
-            deleted = self._delete_leftovers(manifest, grace, now)
-            if deleted:
-                manifest.save(self.location)
-        return Compaction(table, merged, written, dropped, deleted)
+        for path in deletable:
+            self.location.delete(path)
+        orphans = self._delete_orphans(table, now - orphan_age)
+        merged = sum(len(merges[i][0]) for i in applied)
+        written = sum(len(merges[i][1]) for i in applied)
+        return Compaction(table, merged, written, dropped, len(deletable) + orphans, orphans)
 
     def _expire(self, manifest: Manifest, cutoff: datetime | None, now: datetime) -> int:
         if cutoff is None:
@@ -309,6 +341,24 @@ class ParquetTables:
         manifest.retire(expired, now)
         manifest.forget_keys_before(cutoff)
         return len(expired)
+
+    def _delete_orphans(self, table: str, before: datetime) -> int:
+        """Delete files no manifest names that were written before `before`, and cancel the
+        unfinished uploads started then: writers that died before committing left them."""
+        # Listed first, checked against a manifest read after: a file committed meanwhile is
+        # named by it, and one still uncommitted is past COMMIT_WITHIN, so never committed.
+        listed = [
+            f.path
+            for f in self.location.files(table)
+            if f.path.endswith(".parquet")
+            and not f.path.rsplit("/", 1)[-1].startswith(".")
+            and f.modified <= before
+        ]
+        known = Manifest.load(self.location, table).known() if listed else set()
+        orphans = [path for path in listed if path not in known]
+        for path in orphans:
+            self.location.delete(path)
+        return len(orphans) + self.location.abort_uploads(table, before)
 
     def _merge(
         self, manifest: Manifest, now: datetime, cutoff: datetime | None
@@ -343,24 +393,6 @@ class ParquetTables:
         finally:
             con.close()
         return merges
-
-    def _delete_leftovers(self, manifest: Manifest, grace: timedelta, now: datetime) -> int:
-        deletable = manifest.deletable(now, grace)
-        for path in deletable:
-            self.location.delete(path)
-            manifest.retired.pop(path)
-        known = manifest.known()
-        orphans = [
-            f.path
-            for f in self.location.files(manifest.table)
-            if f.path.endswith(".parquet")
-            and not f.path.rsplit("/", 1)[-1].startswith(".")
-            and f.path not in known
-            and f.modified <= now - ORPHAN_AGE
-        ]
-        for path in orphans:
-            self.location.delete(path)
-        return len(deletable) + len(orphans)
 
 
 def _hour_text(hour: int) -> str:

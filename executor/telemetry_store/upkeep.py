@@ -1,4 +1,5 @@
-"""Keeping a store in shape while it is written: compaction and retention, in the background.
+"""Keeping a store in shape while it is written: compaction, retention and the removal of
+what dead writers left (partitions.py, manifest.py), in the background.
 
     upkeep = StoreUpkeep("telemetry/", retention=parse_retention("14d")).start()
     ...
@@ -61,8 +62,12 @@ class StoreUpkeep:
         self.runs += 1
         merged = sum(c.merged for c in done)
         dropped = sum(c.dropped for c in done)
+        orphans = sum(c.orphans for c in done)
         if merged or dropped:
             log.info("compacted %s: %d files merged, %d dropped", store.url, merged, dropped)
+        if orphans:
+            log.info("deleted %d files (or unfinished uploads) of writers that died before "
+                     "committing, in %s", orphans, store.url)  # fmt: skip
 
     def _loop(self) -> None:
         while not self._stopped.wait(self.interval_s):

@@ -255,6 +255,25 @@ def test_an_unsupported_scheme_is_refused_with_the_fix(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["logs.csv"]
 
 
+def test_every_command_that_takes_a_store_names_the_schemes_it_supports(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "alert.json").write_text(json.dumps(
+        {"name": "HighErrorRate", "labels": {"service": "api"}, "starts_at": NOW.isoformat()}
+    ))  # fmt: skip
+    commands = [
+        ["investigate", "alert.json", "--telemetry", "gs://bucket/store", "--local",
+         "--db", "results.duckdb"],
+        ["store", "compact", "--telemetry", "gs://bucket/store"],
+        ["event", "deploy", "api", "--summary", "v2", "--telemetry", "gs://bucket/store"],
+        ["backtest", "--replay", "results.duckdb", "--telemetry", "gs://bucket/store", "--local"],
+    ]  # fmt: skip
+    for command in commands:
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code != 0, command
+        assert "unsupported store location gs://bucket/store: use a local path or " \
+            "s3://bucket/prefix" in " ".join(result.output.split()), (command, result.output)
+
+
 def test_store_paths_become_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     store = TelemetryStore.open("tel", create=True)
@@ -297,3 +316,15 @@ def test_upkeep_compacts_in_the_background(store):
         upkeep.stop()
     assert upkeep.runs >= 1 and upkeep.last_error is None
     assert len(store.snapshot()["logs"]) == 1
+
+
+def test_a_store_url_in_the_serve_configuration_is_kept_as_written(tmp_path):
+    from casebook.executor.config import load_config
+
+    for written in ("s3://bucket/store", "s3:/bucket/store"):
+        (tmp_path / "casebook.yaml").write_text(f"telemetry: {written}\n")
+        assert load_config(tmp_path / "casebook.yaml").telemetry == written
+    with pytest.raises(TelemetryStoreError, match="with two slashes"):
+        TelemetryStore.open(load_config(tmp_path / "casebook.yaml").telemetry, create=True)
+    (tmp_path / "casebook.yaml").write_text("telemetry: tel\n")
+    assert load_config(tmp_path / "casebook.yaml").telemetry == str(tmp_path / "tel")
