@@ -34,6 +34,8 @@ from casebook.sdk import (
     from_finding,
 )
 
+MIN_CALLS_BEFORE = 10  # calls on an edge before the onset to know its usual gap
+
 GAPS_SQL = """
 with children as (
     select trace_id, parent_span_id, service, start_ts, duration_ms,
@@ -64,10 +66,20 @@ with children as (
 ), minutes as (
     select caller, callee, minute, median(gap_ms) as gap, count(*) as n
     from calls where not after group by all
-), usual as (
+), by_minute as (
     select caller, callee, median(gap) as usual_gap, mad(gap) as gap_spread,
            count(*) as minutes_before
-    from minutes where n >= 3 group by all
+    from minutes where n >= 3 group by all having count(*) >= 3
+), by_call as (
+    -- sampled traces: too few calls a minute for per-minute medians, so the calls themselves
+    select caller, callee, median(gap_ms) as usual_gap, mad(gap_ms) as gap_spread,
+           count(*) as calls_before
+    from calls where not after group by all having count(*) >= {min_calls}
+), usual as (
+    select c.caller, c.callee, coalesce(m.usual_gap, c.usual_gap) as usual_gap,
+           coalesce(m.gap_spread, c.gap_spread) as gap_spread,
+           coalesce(m.minutes_before, 0) as minutes_before
+    from by_call c left join by_minute m on c.caller = m.caller and c.callee = m.callee
 ), later as (
     select caller, callee, median(gap_ms) as gap_after, count(*) as calls_after
     from calls where after group by all
@@ -75,8 +87,8 @@ with children as (
 select u.caller, u.callee, u.usual_gap, u.gap_spread, u.minutes_before, l.gap_after,
        l.calls_after
 from usual u join later l on u.caller = l.caller and u.callee = l.callee
-where u.minutes_before >= 3 and l.calls_after >= 3
-order by u.caller, u.callee"""
+where l.calls_after >= 3
+order by u.caller, u.callee""".replace("{min_calls}", str(MIN_CALLS_BEFORE))
 
 MIN_ADDED_MS = 10.0  # a gap must widen by at least this much...
 MIN_Z = 4.0  # ...and by this many robust standard deviations of its per-minute median

@@ -12,12 +12,12 @@ from casebook.sdk.testing import DEFAULT_START, TinyStore, make_alert, run, span
 ONSET = DEFAULT_START
 
 
-def traffic(delay_ms: float = 100.0) -> TinyStore:
-    """web -> api -> db and web -> auth, 8 minutes before the onset and 4 after; from the
+def traffic(delay_ms: float = 100.0, per_minute: int = 4, minutes: int = 8) -> TinyStore:
+    """web -> api -> db and web -> auth, `minutes` before the onset and 4 after; from the
     onset every packet to or from api waits `delay_ms` more."""
     spans = []
-    for minute in range(-8, 4):
-        for i in range(4):
+    for minute in range(-minutes, 4):
+        for i in range(per_minute if minute < 0 else 4):
             ts = ONSET + timedelta(minutes=minute, seconds=10 * i + 1)
             trace = f"t{minute + 100}{i}"
             extra = delay_ms if minute >= 0 else 0.0
@@ -170,3 +170,11 @@ def test_delay_on_a_callers_requests_is_the_caller_not_each_callee():
     # Every call web makes widened; each callee sees only its one edge from web.
     assert survey.suspects == ["web"]
     assert (survey.placed[0].direction, survey.placed[0].slowed) == ("out of", 4)
+
+
+def test_sampled_traces_with_a_call_a_minute_still_show_the_delay():
+    # One kept trace a minute: no minute has the three calls a per-minute median needs.
+    survey = run(network_survey, alert=alert(), store=traffic(per_minute=1, minutes=20)).finding
+    assert survey.suspects == ["api"]
+    assert run(network_survey, alert=alert(),
+               store=traffic(per_minute=1, minutes=6)).finding is None  # too few to know
