@@ -10,6 +10,12 @@ change as much, is where the fault is.
 The baseline is robust to other incidents in the history: a mark "always" goes with another
 when it did in at least a quarter of the minutes (the upper quartile), and is "new" when it
 was absent in at least half of them.
+
+One mark says where a path broke rather than that it changed: the service whose reply a span
+waited on last (`end: X`, through the span's own client spans). When callers' operations now
+end right after X answers, where they used to go on, X's reply cut them short (a wrong value
+or an error returned): that change counts for X, at half strength (the caller's own code may
+have chosen to stop), and the callers' lost calls are X's doing.
 """
 
 from __future__ import annotations
@@ -43,10 +49,24 @@ TEMPLATE_SQL = r"""array_to_string(string_split(regexp_replace(regexp_replace(re
 
 MARKS_SQL = """
 with sp as (
-    select trace_id, span_id, parent_span_id, service, name as operation,
+    select trace_id, span_id, parent_span_id, service, name as operation, start_ts,
            start_ts >= ? as after, time_bucket(interval '1 minute', start_ts) as minute
     from spans
+), hop as (
+    select c.trace_id, c.parent_span_id as span_id, c.span_id as via, c.start_ts, c.service,
+           p.service as caller
+    from sp c join sp p on c.trace_id = p.trace_id and c.parent_span_id = p.span_id
+), remote as (
+    -- each call a span made to another service, directly or through its own client span
+    select trace_id, span_id, start_ts, service as callee from hop where service <> caller
+    union all
+    select h.trace_id, h.span_id, h.start_ts, g.service
+    from hop h join hop g on g.trace_id = h.trace_id and g.span_id = h.via
+    where h.service = h.caller and g.service <> g.caller
 ), marks as (
+    select trace_id, span_id, 'end: ' || arg_max(callee, start_ts) as mark
+    from remote group by trace_id, span_id
+    union
     select s.trace_id, s.span_id,
            case when l.level in ('error', 'fatal') then 'error: ' else 'log: ' end
            || {template} as mark
@@ -61,12 +81,12 @@ with sp as (
     from marks m join sp s on m.trace_id = s.trace_id and m.span_id = s.span_id
 ), anchors as (
     select service, operation, mark as anchor, minute, after, count(*) as n
-    from tagged group by all
+    from tagged where mark not like 'end: %' group by all
 ), together as (
     select a.service, a.operation, a.mark as anchor, b.mark as event, a.minute, a.after,
            count(*) as k
     from tagged a join tagged b on a.trace_id = b.trace_id and a.span_id = b.span_id
-    where b.mark <> a.mark and b.mark <> '<call>'
+    where b.mark <> a.mark and b.mark <> '<call>' and a.mark not like 'end: %'
     group by all
 ), events as (
     select distinct service, operation, mark as event from tagged where mark <> '<call>'
@@ -96,6 +116,8 @@ MIN_STRENGTH = 3.0
 MAX_SUSPECTS = 8
 MAX_CHANGES = 5
 CALL = "<call>"
+END = "end: "
+END_FACTOR = 0.5  # a cut after X's reply counts for X at this share of its strength
 
 
 class CodePathChange(BaseModel):
@@ -111,8 +133,19 @@ class CodePathChange(BaseModel):
     calls_after: int
     strength: float
 
+    @property
+    def ended_at(self) -> str | None:
+        """The callee whose reply now ends the operation's calls, for an `end:` mark."""
+        return self.mark.removeprefix(END) if self.mark.startswith(END) else None
+
     def describe(self) -> str:
         """One line a person can read: what changed, in which operation, against what."""
+        if self.ended_at is not None:
+            return (
+                f"{self.service}'s {self.operation} now ends right after {self.ended_at} "
+                f"answers ({self.share_after:.0%} of {self.calls_after} calls after the onset, "
+                f"usually {self.usual_share:.0%})"
+            )
         base = "calls" if self.anchor == CALL else f"calls that {self.anchor!r}"
         verb = "stopped" if self.kind == "gone" else "started"
         return (
@@ -141,11 +174,11 @@ def code_path_survey(alert: Alert, telemetry: Telemetry) -> CodePathSurvey | Non
     for row in result:
         change = _judge(*row)
         if change is not None:
-            changes.setdefault(change.service, []).append(change)
+            changes.setdefault(change.ended_at or change.service, []).append(change)
     for found in changes.values():
         # Equal strengths (one mark seen from several anchors): the plainest description first.
-        found.sort(key=lambda c: (-c.strength, c.anchor != CALL, c.anchor, c.mark))
-    signals = {s: Signal(found[0].strength, found[0].strength) for s, found in changes.items()}
+        found.sort(key=lambda c: (-_weight(c), c.anchor != CALL, c.anchor, c.mark))
+    signals = {s: Signal(_weight(found[0]), _weight(found[0])) for s, found in changes.items()}
     graph = call_graph(history)
     placed = [s for s in localize(signals, graph) if s.strength >= MIN_STRENGTH][:MAX_SUSPECTS]
     if not placed:
@@ -198,6 +231,11 @@ def code_path_change(
     if delayed and suspect.is_origin:
         # Timeouts and retries change a caller's path: the slow link explains it.
         suspect = suspect.model_copy(update={"explained_by": [f"{delayed} (network)"]})
+    elif suspect.is_origin and _delayed(service, network_survey) and all(
+        c.ended_at == service for c in found
+    ):
+        # Callers that give up right after a slow reply: the delay, not the reply's content.
+        suspect = suspect.model_copy(update={"explained_by": [f"{service} (network)"]})
     best = found[0]
     survey_query = code_path_survey.evidence[0] if code_path_survey.evidence else Evidence()
     evidence = Evidence(
@@ -215,7 +253,7 @@ def code_path_change(
         ],
         rows=[
             [
-                c.operation,
+                c.operation if c.service == service else f"{c.service}: {c.operation}",
                 c.anchor,
                 c.mark,
                 c.kind,
@@ -253,6 +291,17 @@ def code_path_change(
     )
 
 
+def _weight(change: CodePathChange) -> float:
+    """A change's strength as evidence on the service it counts for."""
+    return change.strength * (END_FACTOR if change.ended_at is not None else 1.0)
+
+
+def _delayed(service: str, network_survey: NetworkSurvey | None) -> bool:
+    """Whether the service is the likeliest network-delayed one."""
+    return bool(network_survey and network_survey.placed and
+                network_survey.placed[0].service == service)
+
+
 def _delayed_callee(service: str, network_survey: NetworkSurvey | None) -> str | None:
     """The likeliest network-delayed service, when this service calls it over a slowed edge."""
     if network_survey is None or not network_survey.placed:
@@ -277,14 +326,17 @@ def _judge(
     """One (operation, anchor, mark) row as a change, or None when it is not one."""
     share = k_after / n_after
     error = mark.startswith("error: ")
+    if mark.startswith(END) and anchor != CALL:
+        return None  # where a call ends is judged against every call only
     if minutes >= MIN_MINUTES and typical:
         low, middle, high = typical
     elif error and anchor == CALL:
         low = middle = high = 0.0  # no history: errors a service raises itself are new
     else:
         return None
-    # A mark that stopped matters only if it is not an error (errors stopping is recovery).
-    if high >= ALWAYS and share < high and not error:
+    # A mark that stopped matters only if it is not an error (errors stopping is recovery), nor
+    # where calls end (calls that go further than they did say nothing about that callee).
+    if high >= ALWAYS and share < high and not error and not mark.startswith(END):
         usual, kind = min(high, 1 - 0.5 / n_after), "gone"
     elif (
         anchor == CALL

@@ -6,6 +6,12 @@ server span inside it. What the client waited for beyond the server's own time i
 a saturated interface, injected latency) widens the gaps of most calls into and out of that
 service, while each of its peers sees only the one edge to it widen. So the service where most
 of its own edges slowed, by the most, is where the delay is.
+
+Delay is often one-way: shaping only the packets a service sends from its listening port (its
+replies) widens every call into it and none of the calls it makes; shaping its requests does
+the reverse. So a service is also a suspect when most of its incoming edges, or most of its
+outgoing ones, slowed. A peer that sees only that one edge slow among several of its own
+pins the delay to this side of the link.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from casebook.sdk import (
     analyzer,
     from_finding,
 )
+
+MIN_CALLS_BEFORE = 10  # calls on an edge before the onset to know its usual gap
 
 GAPS_SQL = """
 with children as (
@@ -58,10 +66,20 @@ with children as (
 ), minutes as (
     select caller, callee, minute, median(gap_ms) as gap, count(*) as n
     from calls where not after group by all
-), usual as (
+), by_minute as (
     select caller, callee, median(gap) as usual_gap, mad(gap) as gap_spread,
            count(*) as minutes_before
-    from minutes where n >= 3 group by all
+    from minutes where n >= 3 group by all having count(*) >= 3
+), by_call as (
+    -- sampled traces: too few calls a minute for per-minute medians, so the calls themselves
+    select caller, callee, median(gap_ms) as usual_gap, mad(gap_ms) as gap_spread,
+           count(*) as calls_before
+    from calls where not after group by all having count(*) >= {min_calls}
+), usual as (
+    select c.caller, c.callee, coalesce(m.usual_gap, c.usual_gap) as usual_gap,
+           coalesce(m.gap_spread, c.gap_spread) as gap_spread,
+           coalesce(m.minutes_before, 0) as minutes_before
+    from by_call c left join by_minute m on c.caller = m.caller and c.callee = m.callee
 ), later as (
     select caller, callee, median(gap_ms) as gap_after, count(*) as calls_after
     from calls where after group by all
@@ -69,13 +87,14 @@ with children as (
 select u.caller, u.callee, u.usual_gap, u.gap_spread, u.minutes_before, l.gap_after,
        l.calls_after
 from usual u join later l on u.caller = l.caller and u.callee = l.callee
-where u.minutes_before >= 3 and l.calls_after >= 3
-order by u.caller, u.callee"""
+where l.calls_after >= 3
+order by u.caller, u.callee""".replace("{min_calls}", str(MIN_CALLS_BEFORE))
 
 MIN_ADDED_MS = 10.0  # a gap must widen by at least this much...
 MIN_Z = 4.0  # ...and by this many robust standard deviations of its per-minute median
 MIN_SLOWED_SHARE = 0.5  # of the service's own edges
 MAX_SUSPECTS = 5
+PEER_EDGES = 2  # other edges a peer needs before its own clean edges clear it
 
 
 class EdgeGap(BaseModel):
@@ -95,6 +114,7 @@ class NetworkSuspect(BaseModel):
     edges: int
     added_ms: float  # median widening over its edges
     strength: float
+    direction: str = "into or out of"  # which of its edges: all, calls into it, calls it makes
     gaps: list[EdgeGap]
 
 
@@ -117,7 +137,7 @@ def network_survey(alert: Alert, telemetry: Telemetry) -> NetworkSurvey | None:
     for gap in gaps:
         by_service.setdefault(gap.caller, []).append(gap)
         by_service.setdefault(gap.callee, []).append(gap)
-    found = {name: _suspect(name, edges) for name, edges in by_service.items()}
+    found = {name: _suspect(name, edges, by_service) for name, edges in by_service.items()}
     suspects = {name: s for name, s in found.items() if s is not None}
     placed = [s for s in suspects.values() if not _shadow(s, suspects)]
     if not placed:
@@ -127,7 +147,8 @@ def network_survey(alert: Alert, telemetry: Telemetry) -> NetworkSurvey | None:
     top = placed[0]
     return NetworkSurvey(
         title=f"Calls to and from {top.service} spend longer on the network",
-        summary=f"{top.slowed} of {top.service}'s {top.edges} service-to-service edges widened "
+        summary=f"{top.slowed} of {top.edges} service-to-service edges {top.direction} "
+        f"{top.service} widened "
         f"by a median {top.added_ms:.0f} ms between client and server after "
         f"{onset:%H:%M} UTC.",
         severity=Severity.INFO,
@@ -193,7 +214,7 @@ def network_delay(
     )
     return NetworkDelay(
         title=f"Network delay at {service}",
-        summary=f"{suspect.slowed} of {suspect.edges} edges into or out of {service} spend a "
+        summary=f"{suspect.slowed} of {suspect.edges} edges {suspect.direction} {service} spend a "
         f"median {suspect.added_ms:.0f} ms more between client and server since the "
         f"onset, while the servers' own time did not grow by as much"
         + (
@@ -255,23 +276,65 @@ def _shadow(suspect: NetworkSuspect, suspects: dict[str, NetworkSuspect]) -> boo
     )
 
 
-def _suspect(service: str, edges: list[EdgeGap]) -> NetworkSuspect | None:
-    """The service as a network suspect when most of its own edges slowed."""
-    slowed = [e for e in edges if e.slowed]
-    if not slowed or len(slowed) < MIN_SLOWED_SHARE * len(edges):
+def _suspect(
+    service: str, edges: list[EdgeGap], by_service: dict[str, list[EdgeGap]]
+) -> NetworkSuspect | None:
+    """The service as a network suspect when most of its own edges slowed: all of them, or all
+    in one direction (calls into it, or calls it makes)."""
+    into = [e for e in edges if e.callee == service]
+    out = [e for e in edges if e.caller == service]
+    groups = {"into": into, "out of": out}
+    if into and out:
+        groups = {"into or out of": edges, **groups}
+    found = [
+        (strength, group, way)
+        for way, group in groups.items()
+        if (strength := _direction(service, group, by_service)) is not None
+    ]
+    if not found:
         return None
-    added = median(e.after_ms - e.usual_ms for e in edges)
-    z = median(min(e.z, 50.0) for e in edges)
-    if added < MIN_ADDED_MS:
-        return None
-    share = len(slowed) / len(edges)
-    # One slowed edge says as much about the peer as about this service.
-    corroboration = min(len(slowed), 3) / 3
+    strength, group, way = max(found, key=lambda f: f[0])
+    slowed = [e for e in group if e.slowed]
     return NetworkSuspect(
         service=service,
         slowed=len(slowed),
-        edges=len(edges),
-        added_ms=round(added, 3),
-        strength=round(share * corroboration * z, 4),
+        edges=len(group),
+        added_ms=round(median(e.after_ms - e.usual_ms for e in group), 3),
+        strength=round(strength, 4),
+        direction=way,
         gaps=edges,
     )
+
+
+def _direction(
+    service: str, group: list[EdgeGap], by_service: dict[str, list[EdgeGap]]
+) -> float | None:
+    """The strength of the delay when most of these edges of the service slowed, else None."""
+    slowed = [e for e in group if e.slowed]
+    if not slowed or len(slowed) < MIN_SLOWED_SHARE * len(group):
+        return None
+    added = median(e.after_ms - e.usual_ms for e in group)
+    if added < MIN_ADDED_MS:
+        return None
+    z = median(min(e.z, 50.0) for e in group)
+    share = len(slowed) / len(group)
+    # One slowed edge says as much about the peer as about this service, unless the peer's
+    # other edges in the same role stayed as they were: then the delay is on this side.
+    pinned = sum(1 for e in slowed if _peer_clear(service, e, by_service))
+    corroboration = min(len(slowed) + pinned, 3) / 3
+    return share * corroboration * z
+
+
+def _peer_clear(service: str, edge: EdgeGap, by_service: dict[str, list[EdgeGap]]) -> bool:
+    """Whether the peer across this edge kept its other edges of the same role (the calls it
+    makes, or the calls it serves) as they were: at least PEER_EDGES of them, most unchanged."""
+    calling = edge.callee == service  # the peer calls this service
+    peer = edge.caller if calling else edge.callee
+    others = [
+        e
+        for e in by_service.get(peer, [])
+        if e is not edge and (e.caller == peer if calling else e.callee == peer)
+    ]
+    if len(others) < PEER_EDGES:
+        return False
+    return sum(1 for e in others if e.slowed) < MIN_SLOWED_SHARE * len(others)

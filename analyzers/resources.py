@@ -4,6 +4,15 @@ Read from the per-pod (or per-service) utilization metrics: a metric whose name 
 memory, preferring one that is a share of a limit (`..._percent`, `..._ratio`,
 `..._utilization`) because then "nearly full" means something. Node-level metrics are left out:
 they describe the machine, not the service.
+
+The history before the onset often holds an earlier episode of the same trouble on the same
+pod (faults come back; a hog runs again). Its samples stand far outside the rest, so the usual
+high is taken from the samples within the usual range, as long as the episode is a minority of
+the history; the level after the onset is the one the pod held (its second highest sample), so
+one stray spike counts for nothing. A history of only two to four samples is compared at its
+maximum, a higher bar. A shortage that began before the alert and was over by its last two
+samples (back to the usual range while the incident went on) is an earlier episode, not what
+is wrong now: it counts for less.
 """
 
 from __future__ import annotations
@@ -35,6 +44,11 @@ group by all"""
 METRIC_NAMES_SQL = "select distinct name from metrics order by name"
 
 MIN_SAMPLES = 5
+MIN_SHORT_SAMPLES = 2  # with fewer than MIN_SAMPLES: compared with the highest of them
+EPISODE_SHARE = 0.25  # outlying history samples up to this share are an earlier episode
+SHORT_HISTORY_FACTOR = 0.8
+ENDED_FACTOR = 0.5  # a shortage over by the end of the window
+BACK = 0.2  # "back to usual": within this share of the way from the usual high to the peak
 MIN_RATIO = 3.0  # the peak must be this many times the usual high (90th percentile)...
 PINNED = 0.97  # ...unless it is pinned at its limit (a share of it this full)...
 MIN_PINNED_RATIO = 2.0  # ...from a usual high at most half of that
@@ -114,8 +128,13 @@ def _shortage(
     full = _fullness(row["peak"], row["name"]) if share else None
     ratio = row["peak"] / max(row["usual_high"], 1e-9)
     confidence = 0.5 + 0.45 * (full if full is not None else min(ratio / 20, 1.0))
+    if row["samples_before"] < MIN_SAMPLES:
+        confidence *= SHORT_HISTORY_FACTOR
+    if row["ended"]:
+        confidence *= ENDED_FACTOR
     severity = Severity.CRITICAL if confidence >= 0.85 else Severity.WARNING
     level = f"{row['peak']:.4g}" + (f" ({full:.0%} of its limit)" if full is not None else "")
+    over = f"; it was back to {row['last']:.4g} by {row['last_at']:%H:%M}" if row["ended"] else ""
     what = "CPU" if kind == "cpu" else "memory"
     shown = [[r["service"], r["pod"], r["name"], r["usual"], r["usual_high"], r["peak"],
               r["peak_at"], r["began"]] for r in rows]
@@ -127,7 +146,7 @@ def _shortage(
     return ResourceShortage(
         title=f"{service} short of {what} ({row['pod']})",
         summary=f"{row['name']} of {row['pod']} rose from a usual {row['usual']:.4g} to "
-        f"{level} after {row['began']:%H:%M} UTC, {ratio:.0f}x its usual high.",
+        f"{level} after {row['began']:%H:%M} UTC, {ratio:.0f}x its usual high{over}.",
         severity=severity,
         confidence=round(confidence, 4),
         category="resource",
@@ -165,12 +184,38 @@ def _periods(row: tuple[Any, ...], alert_at: datetime) -> dict[str, Any]:
     after = [(v, t) for t, v in zip(times, values, strict=True) if t >= began]
     peak, peak_at = max(after, default=(None, None), key=lambda p: p[0] if p[0] is not None
                         else float("-inf"))
+    held = sorted((v for v, _ in after if v is not None), reverse=True)
+    short = len(before) < MIN_SAMPLES
+    usual_high = before[-1] if short and before else _usual_high(before)
+    since = [(t, v) for t, v in zip(times, values, strict=True) if t >= alert_at]
+    ended = (
+        peak_at is not None and peak_at < alert_at and len(since) >= 2
+        and all(v <= usual_high + BACK * (peak - usual_high) for _, v in since[-2:])
+    )
     return {
         "service": service, "pod": pod, "name": name, "split": began,
         "began": found if found is not None else alert_at,
-        "usual": _quantile(before, 0.5), "usual_high": _quantile(before, 0.9),
+        "usual": _quantile(before, 0.5),
+        "usual_high": usual_high,
         "samples_before": len(before), "peak": peak, "peak_at": peak_at,
+        "held": held[1] if len(held) >= 2 else peak,
+        "ended": ended, "last": since[-1][1] if since else None,
+        "last_at": since[-1][0] if since else None,
     }
+
+
+def _usual_high(ordered: list[float]) -> float:
+    """The 90th percentile of the history without an earlier episode: samples far outside the
+    usual range (as `series_onset` judges it) are left out when they are a minority."""
+    if not ordered:
+        return 0.0
+    middle = _quantile(ordered, 0.5)
+    spread = 1.4826 * _quantile(sorted(abs(v - middle) for v in ordered), 0.5)
+    margin = max(4 * spread, 0.2 * abs(middle), 1e-9)
+    usual = [v for v in ordered if abs(v - middle) <= margin]
+    if len(ordered) - len(usual) > EPISODE_SHARE * len(ordered):
+        return _quantile(ordered, 0.9)
+    return _quantile(usual, 0.9)
 
 
 def _quantile(ordered: list[float], q: float) -> float:
@@ -184,12 +229,13 @@ def _quantile(ordered: list[float], q: float) -> float:
 
 
 def _judge(row: dict[str, Any]) -> tuple[float, dict[str, Any]] | None:
-    """(strength, row) when the pod's peak is far above its usual range, else None."""
-    if (row["samples_before"] or 0) < MIN_SAMPLES or row["peak"] is None:
+    """(strength, row) when the level the pod held after the onset is far above its usual
+    range, else None."""
+    if (row["samples_before"] or 0) < MIN_SHORT_SAMPLES or row["peak"] is None:
         return None
     high = max(row["usual_high"] or 0.0, 1e-9)
-    ratio = row["peak"] / high
-    full = _fullness(row["peak"], row["name"]) if SHARE.search(row["name"]) else None
+    ratio = row["held"] / high
+    full = _fullness(row["held"], row["name"]) if SHARE.search(row["name"]) else None
     pinned = full is not None and full >= PINNED and ratio >= MIN_PINNED_RATIO
     if ratio < MIN_RATIO and not pinned:
         return None

@@ -1,9 +1,12 @@
-"""Nezha TrainTicket (IntelligentDDS/Nezha, MIT): one case per injected fault.
+"""Nezha (IntelligentDDS/Nezha, MIT): TrainTicket or OnlineBoutique, one case per injected fault.
 
 Telemetry per case: pod metrics, logs and spans from WINDOW_BEFORE before the injection to
 WINDOW_AFTER after it, plus the day's fault-free `construct_data` logs and spans as extra history
 when they precede the injection. The alert is the front end's; the injected pod and the fault
-type go only into expected.json and case.json.
+type go only into expected.json and case.json. The system is named by the source folder
+(`nezha-onlineboutique` -> `onlineboutique`; TrainTicket otherwise). Real archives have gaps
+(OnlineBoutique lacks most log files and a third of the trace files, listed in `ABSENT.txt`):
+a case is made from what is there, and its notes say what its window lacks.
 """
 
 from __future__ import annotations
@@ -77,6 +80,12 @@ def cases(src: Path) -> Conversion:
     faults = {day: _faults(day) for day in days}
     inner = _inner_root_causes(src / "root_cause_ts.json")
     notes: list[str] = []
+    absent = src / "ABSENT.txt"
+    if absent.is_file():
+        listed = [line for line in absent.read_text(encoding="utf-8").splitlines()
+                  if line.strip().endswith((".csv", ".csv.gz"))]
+        notes.append(f"{len(listed)} file(s) of the source are absent (ABSENT.txt); cases use "
+                     "what is there")
     return Conversion(
         total=sum(len(f) for f in faults.values()),
         cases=_all_cases(src, faults, inner, notes),
@@ -101,6 +110,7 @@ def _inner_root_causes(path: Path) -> dict[str, dict[str, str]]:
 class Day:
     """What every case of one day shares."""
 
+    system: str  # `trainticket`, `onlineboutique`: from the source folder's name
     date: str
     front_service: str
     construct_end: datetime | None  # the last fault-free span, naive UTC
@@ -170,7 +180,9 @@ def _load_day(con: duckdb.DuckDBPyConnection, src: Path, folder: Path) -> Day:
     construct_end = con.execute(
         "select max(start_ts) from spans where source like 'construct_data-%'"
     ).fetchall()[0][0]
-    return Day(date, front[0][0] if front else "frontend", construct_end, notes)
+    system = src.resolve().name.removeprefix("nezha-") if src.resolve().name.startswith(
+        "nezha-") else "trainticket"
+    return Day(system, date, front[0][0] if front else "frontend", construct_end, notes)
 
 
 def _files(folder: Path) -> list[Path]:
@@ -345,15 +357,22 @@ def _case(
     ]
     alert = Alert(
         name="FrontendDegraded",
-        labels={"service": day.front_service, "severity": "warning", "system": "trainticket"},
+        labels={"service": day.front_service, "severity": "warning", "system": day.system},
         annotations={
-            "summary": f"TrainTicket requests through {day.front_service} are degraded",
+            "summary": f"{SYSTEMS.get(day.system, day.system)} requests through "
+            f"{day.front_service} are degraded",
         },
         starts_at=inject_time,
     )
+    lacking = [
+        f"no {table} after the injection in the source (its files for those minutes are absent)"
+        for table in ("spans", "logs")
+        if not _any_within(tables[table], "start_ts" if table == "spans" else "ts",
+                           inject_time, end)
+    ]
     metadata = {
-        "dataset": "nezha-trainticket",
-        "scenario": f"trainticket-{day.date}",
+        "dataset": f"nezha-{day.system}",
+        "scenario": f"{day.system}-{day.date}",
         "fault_index": index,
         "fault_type": fault_type,
         "inject_time": inject_time.isoformat(),
@@ -374,6 +393,7 @@ def _case(
             "no status)",
             "front_service.csv rows are service 'frontend' (no pod label)",
             *day.notes,
+            *lacking,
         ],
     }
     return Case(
@@ -383,6 +403,19 @@ def _case(
         causes=[Cause("service", service, CATEGORIES.get(fault_type))],
         metadata=metadata,
     )
+
+
+SYSTEMS = {"trainticket": "TrainTicket", "onlineboutique": "OnlineBoutique"}
+
+
+def _any_within(table: pa.Table, column: str, start: datetime, end: datetime) -> bool:
+    """Whether the table holds a row from start (inclusive) to end."""
+    if table.num_rows == 0:
+        return False
+    times = table[column]
+    inside = pc.and_(pc.greater_equal(times, pa.scalar(_naive(start), times.type)),
+                     pc.less(times, pa.scalar(_naive(end), times.type)))
+    return bool(pc.any(inside).as_py())
 
 
 def _naive(moment: datetime) -> datetime:

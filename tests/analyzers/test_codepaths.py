@@ -134,3 +134,67 @@ def test_a_path_change_behind_a_delayed_link_is_the_links_doing():
     ).finding
     assert finding.severity == "warning" and finding.explained_by == ["bank (network)"]
     assert finding.summary.endswith("but its callee bank (network) changed as much or more.")
+
+
+def cut_short() -> TinyStore:
+    """web's product page calls catalog, then prices, cart and ads, each through a client span
+    of its own. From the onset catalog's reply makes web stop right after it (a wrong value
+    returned); catalog's own spans look as they always did."""
+    spans = []
+    for minute in range(-20, 5):
+        for i in range(CALLS_PER_MINUTE):
+            ts = ONSET + timedelta(minutes=minute, seconds=10 * i + 1)
+            trace = f"p{minute + 100}{i}"
+            spans.append(span(trace, "a", "", "web", "GET /product", ts, 60.0))
+            callees = ["catalog", "prices", "cart", "ads"]
+            if minute >= 0 and i < 3:
+                callees = callees[:1]
+            for n, callee in enumerate(callees):
+                start = ts + timedelta(milliseconds=1 + 12 * n)
+                spans.append(span(trace, f"c{n}", "a", "web", f"call {callee}", start, 10.0))
+                spans.append(span(trace, f"s{n}", f"c{n}", callee, f"serve {callee}", start,
+                                  8.0))
+    return TinyStore().add("spans", spans).add("logs", [])
+
+
+def test_callers_cut_short_right_after_a_reply_point_at_the_service_that_replied():
+    store = cut_short()
+    survey = run(code_path_survey, alert=alert(), store=store).finding
+    assert survey.suspects[0] == "catalog"
+    web = next(s for s in survey.placed if s.service == "web")
+    assert web.explained_by == ["catalog"]
+    finding = run(
+        code_path_change,
+        alert=alert(),
+        store=store,
+        params={"service": "catalog"},
+        upstream={"code_path_survey": survey, "network_survey": None},
+    ).finding
+    assert finding.category == "code" and finding.severity == "critical"
+    assert finding.summary == (
+        "web's GET /product now ends right after catalog answers (75% of 20 calls after the "
+        "onset, usually 2%); none of its callees changed as much."
+    )
+    assert finding.evidence[0].rows[0][:2] == ["web: GET /product", "<call>"]
+
+
+def test_callers_that_give_up_after_a_delayed_reply_are_the_delays_doing():
+    from casebook.analyzers.network import EdgeGap, NetworkSurvey, NetworkSuspect
+
+    store = cut_short()
+    survey = run(code_path_survey, alert=alert(), store=store).finding
+    gap = EdgeGap(caller="web", callee="catalog", usual_ms=2.0, after_ms=900.0, z=40.0,
+                  slowed=True)
+    delayed = NetworkSurvey(
+        title="", summary="", suspects=["catalog"],
+        placed=[NetworkSuspect(service="catalog", slowed=1, edges=1, added_ms=898.0,
+                               strength=10.0, direction="into", gaps=[gap])],
+    )
+    finding = run(
+        code_path_change,
+        alert=alert(),
+        store=store,
+        params={"service": "catalog"},
+        upstream={"code_path_survey": survey, "network_survey": delayed},
+    ).finding
+    assert finding.severity == "warning" and finding.explained_by == ["catalog (network)"]

@@ -12,12 +12,12 @@ from casebook.sdk.testing import DEFAULT_START, TinyStore, make_alert, run, span
 ONSET = DEFAULT_START
 
 
-def traffic(delay_ms: float = 100.0) -> TinyStore:
-    """web -> api -> db and web -> auth, 8 minutes before the onset and 4 after; from the
+def traffic(delay_ms: float = 100.0, per_minute: int = 4, minutes: int = 8) -> TinyStore:
+    """web -> api -> db and web -> auth, `minutes` before the onset and 4 after; from the
     onset every packet to or from api waits `delay_ms` more."""
     spans = []
-    for minute in range(-8, 4):
-        for i in range(4):
+    for minute in range(-minutes, 4):
+        for i in range(per_minute if minute < 0 else 4):
             ts = ONSET + timedelta(minutes=minute, seconds=10 * i + 1)
             trace = f"t{minute + 100}{i}"
             extra = delay_ms if minute >= 0 else 0.0
@@ -113,3 +113,68 @@ def sequential_calls(first_ms_after: float) -> TinyStore:
 
 def test_a_slow_first_call_is_not_network_delay_on_the_sibling_called_after_it():
     assert run(network_survey, alert=alert(), store=sequential_calls(400.0)).finding is None
+
+
+def one_way(delayed: str) -> TinyStore:
+    """web calls api, auth, cart and search (one client span each, the server span inside it);
+    api calls db. From the onset `delayed`'s own replies (`replies`) or web's requests
+    (`requests`) wait 200 ms more on the wire, as shaping one port or one direction does."""
+    spans = []
+    callees = ["api", "auth", "cart", "search"]
+    for minute in range(-8, 4):
+        for i in range(4):
+            ts = ONSET + timedelta(minutes=minute, seconds=10 * i + 1)
+            trace = f"w{minute + 100}{i}"
+            late = minute >= 0
+            wire = 2.0 + 0.1 * (i % 2)
+            spans.append(span(trace, "root", "", "web", "GET /", ts, 900.0))
+            for n, callee in enumerate(callees):
+                reply = 200.0 if late and delayed == "replies" and callee == "api" else 0.0
+                request = 200.0 if late and delayed == "requests" else 0.0
+                work = 30.0 if callee == "api" else 10.0
+                start = ts + timedelta(milliseconds=1 + 220 * n)
+                spans.append(span(trace, f"c{n}", "root", "web", f"call {callee}", start,
+                                  work + 2 * wire + reply + request))
+                spans.append(span(trace, f"s{n}", f"c{n}", callee, f"serve {callee}",
+                                  start + timedelta(milliseconds=wire + request), work))
+                if callee == "api":
+                    spans.append(span(trace, "d", f"s{n}", "api", "query db",
+                                      start + timedelta(milliseconds=wire + 2), 10.0 + wire))
+                    spans.append(span(trace, "e", "d", "db", "SELECT",
+                                      start + timedelta(milliseconds=2 * wire + 2), 10.0))
+    return TinyStore().add("spans", spans)
+
+
+def test_delay_on_a_services_replies_only_is_found_on_its_incoming_edges():
+    survey = run(network_survey, alert=alert(), store=one_way("replies")).finding
+    # Only web -> api widened; api's own call to db did not (its requests go out on time).
+    # web's three other calls stayed as they were, which pins the delay to api's side.
+    assert survey.suspects == ["api"]
+    api = survey.placed[0]
+    assert (api.direction, api.slowed, api.edges, api.added_ms) == ("into", 1, 1, 200.0)
+    assert survey.summary.startswith(
+        "1 of 1 service-to-service edges into api widened by a median 200 ms"
+    )
+    finding = run(
+        network_delay,
+        alert=alert(),
+        store=one_way("replies"),
+        params={"service": "api"},
+        upstream={"network_survey": survey, "cpu_contention": None},
+    ).finding
+    assert finding.summary.startswith("1 of 1 edges into api spend a median 200 ms more")
+
+
+def test_delay_on_a_callers_requests_is_the_caller_not_each_callee():
+    survey = run(network_survey, alert=alert(), store=one_way("requests")).finding
+    # Every call web makes widened; each callee sees only its one edge from web.
+    assert survey.suspects == ["web"]
+    assert (survey.placed[0].direction, survey.placed[0].slowed) == ("out of", 4)
+
+
+def test_sampled_traces_with_a_call_a_minute_still_show_the_delay():
+    # One kept trace a minute: no minute has the three calls a per-minute median needs.
+    survey = run(network_survey, alert=alert(), store=traffic(per_minute=1, minutes=20)).finding
+    assert survey.suspects == ["api"]
+    assert run(network_survey, alert=alert(),
+               store=traffic(per_minute=1, minutes=6)).finding is None  # too few to know

@@ -84,3 +84,54 @@ def test_a_cpu_jump_that_began_before_the_alert_does_not_set_its_own_usual():
     finding = run(cpu_contention, alert=alert(), store=store, params={"service": "db"}).finding
     assert finding is not None
     assert finding.summary.endswith("after 11:53 UTC, 83x its usual high.")
+
+
+def series(cpu: dict[int, float], first: int = -30) -> TinyStore:
+    """One pod's CPU (percent of its limit), a sample a minute from `first` to 3 after the
+    onset: 1-3% except at the minutes given."""
+    rows = [
+        {
+            "ts": ONSET + timedelta(minutes=minute),
+            "name": "cpu_usage_rate_percent",
+            "service": "db",
+            "value": cpu.get(minute, 1.0 + minute % 3),
+            "labels": {"pod": "db-5c4b-y2"},
+        }
+        for minute in range(first, 4)
+    ]
+    return TinyStore().add("metrics", rows)
+
+
+def contention(store: TinyStore):
+    return run(cpu_contention, alert=alert(), store=store, params={"service": "db"}).finding
+
+
+def test_an_earlier_episode_in_the_history_does_not_hide_the_same_trouble_again():
+    # The same pod ran at its limit for five minutes a quarter of an hour earlier.
+    earlier = {m: 96.0 for m in range(-20, -15)}
+    finding = contention(series({**earlier, 1: 95.0, 2: 97.0, 3: 96.0}))
+    assert finding is not None
+    assert finding.summary == (
+        "cpu_usage_rate_percent of db-5c4b-y2 rose from a usual 2 to 97 (97% of its limit) "
+        "after 12:00 UTC, 32x its usual high."
+    )
+    # A history that is at its limit half the time is simply busy.
+    busy = {m: 96.0 for m in range(-30, 0, 2)}
+    assert contention(series({**busy, 1: 95.0, 2: 97.0, 3: 96.0})) is None
+
+
+def test_one_stray_sample_after_the_onset_is_not_a_shortage():
+    assert contention(series({2: 99.0})) is None
+
+
+def test_a_short_history_is_compared_at_its_highest():
+    finding = contention(series({-2: 10.0, -1: 12.0, 0: 11.0, 1: 90.0, 2: 88.0, 3: 91.0}, -2))
+    assert finding is not None and finding.confidence == round((0.5 + 0.45 * 0.91) * 0.8, 4)
+    assert contention(series({-2: 40.0, -1: 45.0, 0: 41.0, 1: 90.0, 2: 88.0, 3: 91.0}, -2)) is None
+
+
+def test_a_shortage_over_before_the_window_ends_counts_for_less():
+    lasting = contention(series({m: 96.0 for m in range(-6, 4)}))
+    over = contention(series({m: 96.0 for m in range(-6, 1)}))
+    assert over.confidence == round(lasting.confidence * 0.5, 4)
+    assert over.summary.endswith("its usual high; it was back to 1 by 12:03.")

@@ -429,3 +429,33 @@ def test_nezha_skips_call_graph_files_among_the_metrics_with_a_note(tmp_path):
     assert len(summary.cases) == 2
     assert ("skipped dependency.csv.gz: no PodName or ServiceName column, not a pod's metrics"
             in summary.notes)
+
+
+def test_nezha_names_the_system_by_its_folder_and_says_what_a_window_lacks(tmp_path):
+    import shutil
+
+    src = tmp_path / "nezha-onlineboutique"
+    shutil.copytree(FIXTURES / "nezha", src)
+    day = src / "rca_data-2023-01-29"
+    (day / "log" / "13_32_log.csv.gz").unlink()
+    (day / "trace" / "13_32_trace.csv.gz").unlink()  # the minutes after the second fault
+    (src / "ABSENT.txt").write_text(
+        "Files the snapshot did not hold.\nrca_data-2023-01-29/log/13_32_log.csv\n"
+        "rca_data-2023-01-29/trace/13_32_trace.csv\n"
+    )
+    summary = convert("nezha", src, tmp_path / "out")
+    assert "2 file(s) of the source are absent (ABSENT.txt); cases use what is there" in (
+        summary.notes
+    )
+    first, second = (tmp_path / "out" / name for name in summary.cases)
+    alert = read_json(first / "alert.json")
+    assert alert["labels"]["system"] == "onlineboutique"
+    assert alert["annotations"]["summary"] == (
+        "OnlineBoutique requests through ts-gateway-service are degraded"
+    )
+    meta = read_json(second / "case.json")
+    assert (meta["dataset"], meta["scenario"]) == ("nezha-onlineboutique",
+                                                   "onlineboutique-2023-01-29")
+    lacking = "no spans after the injection in the source (its files for those minutes are absent)"
+    assert lacking in meta["notes"]
+    assert lacking not in read_json(first / "case.json")["notes"]
