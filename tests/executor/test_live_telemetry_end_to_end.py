@@ -211,7 +211,9 @@ def test_a_prometheus_alert_is_investigated_from_prometheus_samples(tmp_path, mo
         [source] = record["sources"]
         assert (source["name"], source["ok"], source["error"]) == ("prometheus", True, None)
         assert source["rows"] >= BASELINE_SAMPLES
-        assert again.ok and again.rows < source["rows"]
+        # The second pull adds only what was not stored yet, however long after it comes
+        # (checked below: no sample is stored twice).
+        assert again.ok
         assert cpu_rows(store) == source["rows"] + again.rows
         with TelemetryStore.open(store).connect() as con:
             doubled = con.execute("select count(*) from (select ts, name, service, labels "
