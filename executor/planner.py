@@ -75,6 +75,8 @@ class Plan:
         # Kept alongside `nodes` so each completion costs O(ready), not O(all invocations).
         self._waiting: dict[str, Node] = {}
         self._open: set[str] = set()
+        self._open_by: dict[str, int] = {}  # per analyzer, invocations not yet done
+        self._depends: dict[str, tuple[str, ...]] = {}
 
     # -- building -------------------------------------------------------------------------
 
@@ -178,6 +180,7 @@ class Plan:
         node = Node(key, spec, params, depth, wave, parent, derived_from)
         self.nodes[key] = self._waiting[key] = node
         self._open.add(key)
+        self._open_by[spec.name] = self._open_by.get(spec.name, 0) + 1
         self.by_analyzer.setdefault(spec.name, []).append(key)
 
     def _record_direct(self, spec: AnalyzerSpec, params: dict[str, Any], status: Status,
@@ -196,12 +199,18 @@ class Plan:
             return True
         if name not in self.expanded:
             return False
-        return all(self.nodes[k].state == "done" for k in self.by_analyzer.get(name, []))
+        return not self._open_by.get(name)
+
+    def _depends_on(self, spec: AnalyzerSpec) -> tuple[str, ...]:
+        depends = self._depends.get(spec.name)
+        if depends is None:
+            depends = self._depends[spec.name] = tuple(spec.depends_on)
+        return depends
 
     def _ready(self) -> list[Task]:
         tasks = []
         for node in list(self._waiting.values()):
-            if not all(self._settled(d) for d in node.spec.depends_on):
+            if not all(self._settled(d) for d in self._depends_on(node.spec)):
                 continue
             node.state = "submitted"
             del self._waiting[node.key]
@@ -230,6 +239,7 @@ class Plan:
             return []
         node.state = "done"
         self._open.discard(outcome.key)
+        self._open_by[node.spec.name] -= 1
         self.outcomes[outcome.key] = outcome
         if outcome.finding is not None:
             for follow in outcome.finding.followups:

@@ -1,10 +1,11 @@
 """The Ray runtime: long-lived workers, invocations shipped by name in batches, failures contained.
 
 One worker actor per CPU holds its DuckDB connection and the imported packs, and stays up
-between investigations (`start`/`stop` are per investigation, `shutdown` ends it all). Batches
-go to the worker that already ran the same analyzer, so a fan-out's grouped query runs once per
-worker, not once per invocation. Results come back batch by batch and the plan schedules
-follow-ups at once.
+between investigations (`start`/`stop` are per investigation, `shutdown` ends it all). A
+fan-out's grouped query (`telemetry.shared`) runs once per investigation in the `SharedScans`
+actor (`runtime.scans`) and reaches the workers through the object store. Batches go to the
+worker that already ran the same analyzer, which holds that result already. Results come back
+batch by batch and the plan schedules follow-ups at once.
 
 Failures: a slow query is interrupted inside the worker (`run_invocation`'s watchdog). Python
 that never returns is seen from here: the worker answers `progress()` from a second thread, and
@@ -90,6 +91,7 @@ class RayRuntime:
 
     def _reset(self) -> None:
         self._context: RunContext | None = None
+        self._scans: Any = None
         self._boxed: list[Any] = []
         self._version = 0
         self._queues = TaskQueues()
@@ -133,6 +135,7 @@ class RayRuntime:
         self.pool.warm()
         self._reset()
         self._context = context
+        self._scans = self.pool.scans_alive()
         self._registry_box = self._registry_ref(context.registry)
         self._publish(prepared=None)
         if self.prepare_window == "always":
@@ -156,6 +159,8 @@ class RayRuntime:
                     self._replace(slot)  # busy with work nobody waits for any more
                 else:
                     slot.actor.release.remote(self._context.investigation_id)
+            if self._scans is not None:
+                self._scans.release.remote(self._context.investigation_id)
         if self._preparation is not None:
             self._preparation.remove()
         self._reset()
@@ -189,6 +194,7 @@ class RayRuntime:
             token,
             tuple(sys.path),
             prepared,
+            self._scans,
         )
         self._boxed = [
             context.investigation_id,

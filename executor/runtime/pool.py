@@ -28,6 +28,7 @@ class WorkerPool:
         self.duckdb_threads = duckdb_threads
         self.memory_mb = memory_mb  # each worker's ceiling; None: memory_guard's default
         self.slots: list[Slot] = []
+        self.scans: Any = None  # the SharedScans actor: one grouped scan per investigation
         self.replaced = 0
         self.started_ray = False
         self._threads = 1
@@ -66,8 +67,13 @@ class WorkerPool:
             return self.slots
         ray = self.ray
         count = self.workers or max(1, int(ray.cluster_resources().get("CPU", os.cpu_count())))
-        self._threads = self.duckdb_threads or max(1, (os.cpu_count() or 1) // count)
+        # DuckDB threads sized to the CPUs a worker holds: one on a cluster (each claims one),
+        # its share of this machine's otherwise.
+        self._threads = self.duckdb_threads or (
+            1 if self.address else max(1, (os.cpu_count() or 1) // count)
+        )
         self.slots = [Slot(i, *self._new_actor()) for i in range(count)]
+        self.scans = self._new_scans()
         ready, _ = ray.wait([s.ready for s in self.slots], num_returns=1, timeout=READY_TIMEOUT_S)
         if ready:
             try:
@@ -98,6 +104,25 @@ class WorkerPool:
         actor = InvestigationWorker.options(**options).remote(self._threads, self.memory_mb)
         return actor, actor.ready.remote()
 
+    def _new_scans(self) -> Any:
+        from casebook.executor.runtime.scans import SharedScans
+
+        # It runs while the workers that asked wait, so it claims no CPU and uses them all.
+        return SharedScans.options(num_cpus=0).remote(None, self.memory_mb)
+
+    def scans_alive(self) -> Any:
+        """The scans actor, started afresh if the last one died (workers then scan alone)."""
+        if self.scans is not None:
+            ready, _ = self.ray.wait([self.scans.ready.remote()], timeout=READY_TIMEOUT_S)
+            if ready:
+                try:
+                    self.ray.get(ready[0])
+                    return self.scans
+                except self.ray.exceptions.RayError:
+                    pass
+        self.scans = self._new_scans()
+        return self.scans
+
     def replace(self, slot: Slot) -> None:
         """Kill the slot's worker (whatever it is doing) and start a fresh one in its place."""
         self.ray.kill(slot.actor, no_restart=True)
@@ -118,6 +143,9 @@ class WorkerPool:
             return
         for slot in self.slots:
             self._ray.kill(slot.actor, no_restart=True)
+        if self.scans is not None:
+            self._ray.kill(self.scans, no_restart=True)
+            self.scans = None
         self.slots = []
         if self.started_ray:
             self._ray.shutdown()

@@ -1,8 +1,9 @@
 """The Ray worker: a long-lived actor holding its DuckDB connection and the analyzer packs.
 
 The driver ships invocations by analyzer name in batches. The worker keeps, per investigation,
-one `Telemetry` handle on the window, so `telemetry.shared(...)` runs a grouped query once per
-worker and every later invocation of the fan-out reuses it. Each invocation goes through
+one `Telemetry` handle on the window; `telemetry.shared(...)` asks the runtime's `SharedScans`
+actor (`runtime.scans`), which runs each grouped query once per investigation, and every later
+invocation of the fan-out on this worker reuses the result. Each invocation goes through
 `run_invocation`, the one function every runtime calls. A second thread answers `progress()`
 while a batch runs, which is how the driver tells Python that never returns from a slow batch.
 
@@ -27,6 +28,7 @@ from casebook.executor.runtime.memory_guard import (
     guarded_invocation,
     worker_ceiling_mb,
 )
+from casebook.executor.runtime.scans import fetch_shared
 from casebook.executor.runtime.window_cache import PreparedWindow, open_prepared
 from casebook.sdk.invocation import Status, run_invocation
 from casebook.sdk.models import Alert, Finding, TimeWindow
@@ -54,6 +56,7 @@ class WorkerContext:
     registry_token: str
     sys_path: tuple[str, ...]  # packs importable in the driver (--pack folders, tests) are here
     prepared: PreparedWindow | None = None
+    scans: Any = None  # the SharedScans actor answering `telemetry.shared(...)`, if any
 
 
 @dataclass
@@ -202,6 +205,8 @@ class InvestigationWorker:
             telemetry = open_prepared(source, context.prepared)
         else:
             telemetry = source.open(context.window)
+        if context.scans is not None:
+            telemetry.sharer = partial(fetch_shared, context.scans, [context_ref])
         opened = OpenInvestigation(context, registry, source, telemetry)
         self._open[investigation_id] = opened
         return opened
