@@ -13,7 +13,7 @@ from casebook.executor.errors import UserError
 from casebook.executor.observability import trace_investigation
 from casebook.executor.planner import Limits, Plan
 from casebook.executor.ranking import rank_causes
-from casebook.executor.record import FindingRecord, InvestigationRecord, InvocationRecord
+from casebook.executor.record import FindingRecord, InvestigationRecord, invocation_records
 from casebook.executor.runtime.contract import RunContext, Runtime
 from casebook.sdk.invocation import Outcome, Status
 from casebook.sdk.models import Alert, TimeWindow, utc
@@ -130,18 +130,23 @@ def _fill(record: InvestigationRecord, plan: Plan) -> None:
     order = sorted(plan.outcomes.values(),
                    key=lambda o: (nodes[o.key].wave if o.key in nodes else 0, o.analyzer, o.key))
     finding_ids: dict[str, str] = {}
+    created = record.created_at
+    rows = []
     for outcome in order:
         node = nodes.get(outcome.key)
-        record.invocations.append(InvocationRecord(
-            key=outcome.key, analyzer=outcome.analyzer, params=_jsonable(outcome.params),
-            status=str(outcome.status), duration_ms=round(outcome.duration_ms, 3),
-            error=outcome.error, depth=node.depth if node else 0,
-            parent=node.parent if node else None, queries=outcome.queries,
-            rows_read=outcome.rows_read, wave=node.wave if node else 0,
-            started_ms=round((outcome.started_at - record.created_at).total_seconds() * 1000, 3),
-        ))
+        rows.append({
+            "key": outcome.key, "analyzer": outcome.analyzer,
+            "params": _jsonable(outcome.params), "status": str(outcome.status),
+            "duration_ms": float(round(outcome.duration_ms, 3)), "error": outcome.error,
+            "depth": node.depth if node else 0, "parent": node.parent if node else None,
+            "queries": outcome.queries, "rows_read": outcome.rows_read,
+            "wave": node.wave if node else 0,
+            "started_ms": float(round((outcome.started_at - created).total_seconds() * 1000, 3)),
+        })
         if outcome.finding is not None:
             finding_ids[outcome.key] = f"F{len(finding_ids) + 1}"
+    record.invocations.extend(invocation_records(rows))
+    del rows
 
     for outcome in order:
         finding = outcome.finding

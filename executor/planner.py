@@ -42,7 +42,7 @@ class Task:
     parent: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)  # one per invocation: 100,000 of them in a large investigation
 class Node:
     key: str
     spec: AnalyzerSpec

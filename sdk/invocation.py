@@ -43,7 +43,7 @@ def invocation_key(analyzer: str, params: dict[str, Any]) -> str:
     return analyzer + _KEY_ENCODER.encode(params)
 
 
-@dataclass
+@dataclass(slots=True)  # the executor holds one per invocation, 100,000 in a large investigation
 class Outcome:
     """What one invocation produced."""
 
