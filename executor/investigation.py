@@ -15,6 +15,7 @@ from casebook.executor.planner import Limits, Plan
 from casebook.executor.ranking import rank_causes
 from casebook.executor.record import FindingRecord, InvestigationRecord, invocation_records
 from casebook.executor.runtime.contract import RunContext, Runtime
+from casebook.executor.shipped import found, record_fields
 from casebook.sdk.invocation import Outcome, Status
 from casebook.sdk.models import Alert, TimeWindow, utc
 from casebook.sdk.registry import Registry
@@ -143,21 +144,21 @@ def _fill(record: InvestigationRecord, plan: Plan) -> None:
             "wave": node.wave if node else 0,
             "started_ms": float(round((outcome.started_at - created).total_seconds() * 1000, 3)),
         })
-        if outcome.finding is not None:
+        if found(outcome):
             finding_ids[outcome.key] = f"F{len(finding_ids) + 1}"
     record.invocations.extend(invocation_records(rows))
     del rows
 
     for outcome in order:
-        finding = outcome.finding
-        if finding is None:
+        if not found(outcome):
             continue
+        fields = record_fields(outcome)
         node = nodes[outcome.key]
         sources = [k for k in node.upstream_keys.values() if k]
         sources += [k for k in (node.parent, node.derived_from) if k]
         led_from = list(dict.fromkeys(finding_ids[k] for k in sources if k in finding_ids))
         explains: list[str] = []
-        for name in finding.explains:
+        for name in fields.pop("explains"):
             linked = [finding_ids[k] for k in sources
                       if k in finding_ids and plan.outcomes[k].analyzer == name]
             everywhere = [finding_ids[k] for k in plan.by_analyzer.get(name, [])
@@ -165,11 +166,7 @@ def _fill(record: InvestigationRecord, plan: Plan) -> None:
             explains.extend(linked or everywhere)
         record.findings.append(FindingRecord(
             id=finding_ids[outcome.key], analyzer=outcome.analyzer, invocation=outcome.key,
-            title=finding.title, summary=finding.summary, severity=str(finding.severity),
-            confidence=finding.confidence, category=finding.category,
-            entities=list(finding.entities), evidence=list(finding.evidence),
-            mitigations=list(finding.mitigations), onset=finding.onset,
-            facts=finding.facts(), led_from=led_from, explains=list(dict.fromkeys(explains)),
+            **fields, led_from=led_from, explains=list(dict.fromkeys(explains)),
             owner=_owner(plan, outcome.analyzer),
         ))
     attribute_changes(record.findings)

@@ -11,6 +11,13 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
+from casebook.executor.shipped import (
+    ShippedOutcome,
+    confidence_of,
+    followups_of,
+    found,
+    model_of,
+)
 from casebook.sdk.analyzer import AnalyzerSpec, FromFinding
 from casebook.sdk.invocation import Outcome, ParameterError, Status, invocation_key, resolve_params
 from casebook.sdk.models import Alert, Finding, TimeWindow
@@ -149,9 +156,10 @@ class Plan:
             seen: set[str] = set()
             for key in self.by_analyzer.get(source.analyzer, []):
                 outcome = self.outcomes.get(key)
-                if outcome is None or outcome.finding is None:
+                finding = model_of(outcome) if outcome is not None else None
+                if finding is None:
                     continue
-                for value in getattr(outcome.finding, source.field, None) or []:
+                for value in getattr(finding, source.field, None) or []:
                     marker = repr(value)
                     if marker not in seen:
                         seen.add(marker)
@@ -222,13 +230,13 @@ class Plan:
         chosen: dict[str, Finding | None] = {}
         for pname, ref in node.spec.upstreams.items():
             candidates = [self.outcomes[k] for k in self.by_analyzer.get(ref.analyzer, [])
-                          if k in self.outcomes and self.outcomes[k].finding is not None]
+                          if k in self.outcomes and found(self.outcomes[k])]
             if node.derived_from and any(c.key == node.derived_from for c in candidates):
                 candidates = [c for c in candidates if c.key == node.derived_from]
             agreeing = [c for c in candidates if _agrees(c.params, node.params)]
             pool = agreeing or candidates
-            best = max(pool, key=lambda c: c.finding.confidence if c.finding else 0, default=None)
-            chosen[pname] = best.finding if best else None
+            best = max(pool, key=confidence_of, default=None)
+            chosen[pname] = model_of(best) if best else None
             node.upstream_keys[pname] = best.key if best else None
         return chosen
 
@@ -241,9 +249,10 @@ class Plan:
         self._open.discard(outcome.key)
         self._open_by[node.spec.name] -= 1
         self.outcomes[outcome.key] = outcome
-        if outcome.finding is not None:
-            for follow in outcome.finding.followups:
-                self._follow(node, follow.analyzer, follow.params)
+        for analyzer, params in followups_of(outcome):
+            self._follow(node, analyzer, params)
+        if isinstance(outcome, ShippedOutcome) and outcome.shipped is not None:
+            outcome.shipped.followups = ()  # followed; the model keeps them if anyone asks
         self._expand_ready()
         return self._ready()
 

@@ -29,7 +29,6 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from casebook.executor.runtime.contract import RunContext
 from casebook.executor.runtime.memory_guard import read_note
 from casebook.executor.runtime.pool import WorkerPool
 from casebook.executor.runtime.window_cache import PreparedWindow, WindowPreparation
+from casebook.executor.shipped import ResultColumns
 from casebook.sdk.invocation import Outcome, Status
 from casebook.sdk.registry import Registry
 from casebook.sdk.telemetry import TelemetrySource
@@ -297,47 +297,27 @@ class RayRuntime:
             self._worker_died(batch.slot, exc, outcomes)
             return
         except ray.exceptions.RayError as exc:
-            failed = (
-                Status.ERROR.value,
-                None,
-                f"the worker failed to run its batch: {exc}",
-                0.0,
-                0,
-                0,
+            failed = ResultColumns.failed(
+                len(batch.tasks), Status.ERROR, f"the worker failed to run its batch: {exc}",
                 time.time(),
             )
             self._finish(batch, "error")
-            self._deliver(batch, [failed] * len(batch.tasks), outcomes)
+            self._deliver(batch, failed, outcomes)
             return
         self._finish(batch, "ok")
         self._deliver(batch, results, outcomes)
 
-    def _deliver(self, batch: Batch, results: list[Any], outcomes: list[Outcome]) -> None:
+    def _deliver(self, batch: Batch, results: ResultColumns, outcomes: list[Outcome]) -> None:
         if len(results) < len(batch.tasks):
             # The worker ended the batch early behind a long invocation, and its answer saying
             # so is not in yet: the rest runs elsewhere.
             self._queues.put_back(batch.tasks[len(results) :], batch.alone)
             batch.tasks = batch.tasks[: len(results)]
-        for task, (status, finding, error, duration_ms, queries, rows, started) in zip(
-            batch.tasks, results, strict=True
-        ):
-            if queries:
+        for outcome in results.outcomes(batch.tasks):
+            if outcome.queries:
                 self._query_invocations += 1
-                self._query_ms += duration_ms
-            outcomes.append(
-                Outcome(
-                    task.key,
-                    task.analyzer,
-                    task.params,
-                    Status(status),
-                    finding,
-                    error,
-                    duration_ms,
-                    queries,
-                    rows,
-                    datetime.fromtimestamp(started, UTC),
-                )
-            )
+                self._query_ms += outcome.duration_ms
+            outcomes.append(outcome)
 
     def _finish(self, batch: Batch, status: str) -> None:
         slot = batch.slot
