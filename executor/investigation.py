@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 from casebook.executor.alert_bodies import LATEST, MIN_WINDOW_MINUTES, window_sides
@@ -127,27 +128,18 @@ def run_investigation(
 
 
 def _fill(record: InvestigationRecord, plan: Plan) -> None:
+    """Make the record's invocations, findings and causes from the plan, once, at the end.
+
+    The plan is used up: each invocation's node and outcome are let go as its record is made,
+    so the driver's memory at the end holds about one of the two, not both.
+    """
     nodes = plan.nodes
     order = sorted(plan.outcomes.values(),
                    key=lambda o: (nodes[o.key].wave if o.key in nodes else 0, o.analyzer, o.key))
     finding_ids: dict[str, str] = {}
-    created = record.created_at
-    rows = []
     for outcome in order:
-        node = nodes.get(outcome.key)
-        rows.append({
-            "key": outcome.key, "analyzer": outcome.analyzer,
-            "params": _jsonable(outcome.params), "status": str(outcome.status),
-            "duration_ms": float(round(outcome.duration_ms, 3)), "error": outcome.error,
-            "depth": node.depth if node else 0, "parent": node.parent if node else None,
-            "queries": outcome.queries, "rows_read": outcome.rows_read,
-            "wave": node.wave if node else 0,
-            "started_ms": float(round((outcome.started_at - created).total_seconds() * 1000, 3)),
-        })
         if found(outcome):
             finding_ids[outcome.key] = f"F{len(finding_ids) + 1}"
-    record.invocations.extend(invocation_records(rows))
-    del rows
 
     for outcome in order:
         if not found(outcome):
@@ -169,8 +161,28 @@ def _fill(record: InvestigationRecord, plan: Plan) -> None:
             **fields, led_from=led_from, explains=list(dict.fromkeys(explains)),
             owner=_owner(plan, outcome.analyzer),
         ))
+    pending = deque(order)
+    order.clear()
+    record.invocations.extend(invocation_records(_rows(pending, plan, record.created_at)))
     attribute_changes(record.findings)
     record.causes = rank_causes(record.findings)
+
+
+def _rows(order: deque[Outcome], plan: Plan, created: datetime) -> Iterator[dict[str, object]]:
+    """Each outcome as its record's fields, in order, letting go of it and its node."""
+    while order:
+        outcome = order.popleft()
+        node = plan.nodes.pop(outcome.key, None)
+        plan.outcomes.pop(outcome.key, None)
+        yield {
+            "key": outcome.key, "analyzer": outcome.analyzer,
+            "params": _jsonable(outcome.params), "status": str(outcome.status),
+            "duration_ms": float(round(outcome.duration_ms, 3)), "error": outcome.error,
+            "depth": node.depth if node else 0, "parent": node.parent if node else None,
+            "queries": outcome.queries, "rows_read": outcome.rows_read,
+            "wave": node.wave if node else 0,
+            "started_ms": float(round((outcome.started_at - created).total_seconds() * 1000, 3)),
+        }
 
 
 def _owner(plan: Plan, analyzer: str) -> str | None:

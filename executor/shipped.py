@@ -157,9 +157,18 @@ def followups_of(outcome: Outcome) -> list[tuple[str, dict[str, Any]]]:
 
 
 def record_fields(outcome: Outcome) -> dict[str, Any]:
-    """The finding's part of its record: everything but ids, links and owner."""
+    """The finding's part of its record: everything but ids, links and owner.
+
+    Read once, as the investigation ends and its record is made: a shipped finding hands its
+    fields over and lets go of its pickled model (nothing reads models after the plan ran), so
+    the records are the driver's memory at the end of a large investigation, not copies.
+    """
     if isinstance(outcome, ShippedOutcome) and outcome.shipped is not None:
-        return dict(outcome.shipped.fields)
+        shipped = outcome.shipped
+        fields, shipped.fields = shipped.fields, {}
+        if shipped._model is None:
+            shipped.blob = b""
+        return fields
     finding = outcome.finding
     assert finding is not None
     return {
