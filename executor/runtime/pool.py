@@ -75,6 +75,8 @@ class WorkerPool:
         self.slots = [Slot(i, *self._new_actor()) for i in range(count)]
         self.scans = self._new_scans()
         ready, _ = ray.wait([s.ready for s in self.slots], num_returns=1, timeout=READY_TIMEOUT_S)
+        # The first investigation's scans should not wait for the actor to start either.
+        ray.wait([self.scans.ready.remote()], timeout=READY_TIMEOUT_S)
         if ready:
             try:
                 ray.get(ready[0])

@@ -26,7 +26,7 @@ import ray
 
 from casebook.sdk.telemetry import QueryMemoryError, QueryResult, TelemetryError
 
-WAIT_STEP_S = 0.05
+WAIT_STEP_S = 0.01
 ERRORS: dict[str, type[Exception]] = {
     "TelemetryError": TelemetryError,
     "QueryMemoryError": QueryMemoryError,
@@ -44,13 +44,22 @@ class _Scan:
 
 
 class _Investigation:
-    """An investigation's scans and its connection to the store, opened on its first scan."""
+    """An investigation's scans, and the store connection it reads (chosen on its first scan)."""
 
     def __init__(self) -> None:
         self.scans: dict[tuple[str, tuple[Any, ...]], _Scan] = {}
-        self.source: Any = None
+        self.source: _Source | None = None
         self.running = 0
         self.released = False
+
+
+class _Source:
+    """A sealed connection to one store as its files were at one moment, and who reads it."""
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+        self.users = 0
+        self.stale = False  # the store has changed since; closed once nobody reads it
 
 
 @ray.remote(max_concurrency=16)
@@ -58,18 +67,21 @@ class SharedScans:
     """Runs each investigation's shared queries once and keeps their results in the object store.
 
     A threaded actor: scans of different queries run at once, and a second request for a scan
-    that is running waits for it instead of starting another. Each investigation reads the
-    store through one connection, opened on its first scan (the files the store names then)
-    and closed when the investigation is released.
+    that is running waits for it instead of starting another. As in the workers, a Parquet
+    store's connection is kept between investigations while its files stay the same; an
+    investigation reads through the one it started with until it is released.
     """
 
     def __init__(self, threads: int | None = None, memory_mb: int | None = None) -> None:
         from casebook.executor.runtime.memory_guard import worker_ceiling_mb
+        from casebook.executor.telemetry_store import TelemetryStore
 
+        self._store = TelemetryStore  # imported now, not during the first scan
         self._threads = threads or os.cpu_count() or 1
         self._memory_mb = max(64, worker_ceiling_mb(memory_mb) // 2)
         self._open: dict[str, _Investigation] = {}
         self._ended: deque[str] = deque(maxlen=256)  # a late scan must not reopen one
+        self._sources: dict[str, tuple[Any, _Source]] = {}  # store path: (snapshot, source)
         self._lock = threading.Lock()
         self._count = 0
 
@@ -104,25 +116,32 @@ class SharedScans:
             scan.done.set()
             with self._lock:
                 investigation.running -= 1
-                close = investigation.released and not investigation.running
-            if close and investigation.source is not None:
-                investigation.source.connection.close()
+                if investigation.released and not investigation.running:
+                    self._let_go(investigation)
         return scan.answer
 
     def release(self, investigation_id: str) -> None:
-        """Forget an investigation: interrupt the scans nobody waits for, close its connection."""
+        """Forget an investigation: interrupt the scans nobody waits for any more."""
         with self._lock:
             self._ended.append(investigation_id)
             investigation = self._open.pop(investigation_id, None)
             if investigation is None:
                 return
             investigation.released = True
-            close = not investigation.running
-        for scan in investigation.scans.values():
-            if not scan.done.is_set() and scan.telemetry is not None:
-                scan.telemetry.interrupt()
-        if close and investigation.source is not None:
-            investigation.source.connection.close()
+            for scan in investigation.scans.values():
+                if not scan.done.is_set() and scan.telemetry is not None:
+                    scan.telemetry.interrupt()
+            if not investigation.running:
+                self._let_go(investigation)
+
+    def _let_go(self, investigation: _Investigation) -> None:
+        """(Holding the lock.) The investigation no longer reads its source."""
+        kept = investigation.source
+        investigation.source = None
+        if kept is not None:
+            kept.users -= 1
+            if kept.stale and not kept.users:
+                kept.source.connection.close()
 
     def _run(
         self, investigation: _Investigation, scan: _Scan, context: Any, query: str,
@@ -132,7 +151,9 @@ class SharedScans:
             with self._lock:
                 if investigation.source is None:
                     investigation.source = self._source(context.store_path)
-            telemetry = investigation.source.open(context.window)
+                    investigation.source.users += 1
+                source = investigation.source.source
+            telemetry = source.open(context.window)
         except Exception as exc:
             return ("TelemetryError", f"the shared scan could not open the window: {exc}")
         scan.telemetry = telemetry
@@ -147,17 +168,30 @@ class SharedScans:
             telemetry.close()
         return [ray.put(result)]
 
-    def _source(self, store_path: str) -> Any:
-        """A sealed source on the store's window views, with every thread of this node.
+    def _source(self, store_path: str) -> _Source:
+        """(Holding the lock.) The store's current connection, sealed with every thread here.
 
-        The store's views even when the runtime prepared the window for the workers: a grouped
-        scan reads every row either way.
+        The store's window views even when the runtime prepared the window for the workers: a
+        grouped scan reads every row either way. A DuckDB-file store is opened afresh each time
+        (a connection held open would keep `casebook ingest` from writing to it).
         """
-        from casebook.executor.telemetry_store import TelemetryStore
-
-        source = TelemetryStore.open(store_path).source()
+        store = self._store.open(store_path)
+        snapshot = store.snapshot()
+        known = self._sources.get(store_path)
+        if known is not None and known[0] == snapshot and store.layout == "parquet":
+            return known[1]
+        source = store.source(snapshot)
         source.seal(memory_mb=self._memory_mb, threads=self._threads)
-        return source
+        fresh = _Source(source)
+        if known is not None:
+            known[1].stale = True
+            if not known[1].users:
+                known[1].source.connection.close()
+        if store.layout == "parquet":
+            self._sources[store_path] = (snapshot, fresh)
+        else:
+            fresh.stale = True  # closed when its investigation lets go of it
+        return fresh
 
 
 def fetch_shared(
