@@ -56,9 +56,12 @@ def trivial(alert: Any, services: int) -> Any:
     return alert.model_copy(update={"name": name, "labels": labels})
 
 
+CPU_SECONDS: list[float] = []  # this process's CPU time of each investigation, in order
+
+
 def investigate(runtime: Any, alert: Any, registry: Registry, store: Path) -> tuple[float, Any]:
     source = TelemetryStore.open(store).source()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     record = run_investigation(
         alert,
         registry=registry,
@@ -67,18 +70,20 @@ def investigate(runtime: Any, alert: Any, registry: Registry, store: Path) -> tu
         limits=LIMITS,
         store_path=str(store),
     )
+    CPU_SECONDS.append(time.process_time() - cpu)
     return time.perf_counter() - started, record
 
 
 def measure(label: str, repeat: int, run: Any, memory: MemorySampler) -> dict[str, Any]:
     """The median wall time of `repeat` runs, the driver's resident peak, and the last record."""
-    walls, record, peaks = [], None, []
+    walls, record, peaks, cpus = [], None, [], []
     for _ in range(repeat):
         before, _ = memory.phase()
         record = None  # the last run's record is not held while the next one runs
         wall, record = run()
         peak, _ = memory.peak()
         walls.append(wall)
+        cpus.append(CPU_SECONDS[-1])
         peaks.append(peak - before)
         print(
             f"  {label}: {wall:.2f} s, {len(record.invocations):,} invocations "
@@ -89,6 +94,7 @@ def measure(label: str, repeat: int, run: Any, memory: MemorySampler) -> dict[st
         "wall_s": statistics.median(walls),
         "walls": [round(w, 3) for w in walls],
         "driver_growth_mb": round(max(peaks)),
+        "driver_cpu_s": statistics.median(cpus),
         "record": record,
     }
 
@@ -211,6 +217,8 @@ def main() -> None:
         "wall_s": round(ray_run["wall_s"], 3),
         "invocations_per_s": round(count / ray_run["wall_s"]),
         "overhead_us_per_invocation": round(trivial_run["wall_s"] / trivial_count * 1e6, 1),
+        # The driver's own CPU time per invocation does not grow with the machine's other load.
+        "driver_cpu_us_per_invocation": round(trivial_run["driver_cpu_s"] / trivial_count * 1e6, 1),
         "speedup_vs_local": round(local_run["wall_s"] / ray_run["wall_s"], 2)
         if local_run else None,
         "executor_speedup_vs_local": round(trivial_local["wall_s"] / trivial_run["wall_s"], 2)
@@ -240,6 +248,8 @@ def main() -> None:
         "local_walls": local_run["walls"] if local_run else None,
         "trivial_walls": trivial_run["walls"],
         "trivial_local_walls": trivial_local["walls"] if trivial_local else None,
+        "driver_cpu_s": {"ray": round(ray_run["driver_cpu_s"], 2),
+                         "ray_trivial": round(trivial_run["driver_cpu_s"], 2)},
         "driver_heap_peak_mb": round(heap_mb, 1),
         "driver_rss_growth_mb": ray_run["driver_growth_mb"],
         "naive": naive_result,

@@ -54,7 +54,20 @@ def invocation_records(rows: Iterable[dict[str, Any]]) -> list[InvocationRecord]
     validation was a large part of the driver's time, and these values are built by the
     executor with the declared types. The records share one set of field names, all of them.
     """
-    clean = redactor()
+    redact = redactor()
+    # Every parent is another invocation's key: redacted once here, whatever the size of the
+    # redaction step's own cache (100,000 keys and parents overflow it, and each miss runs
+    # every detector over the text).
+    seen: dict[str, str] = {}
+
+    def clean(value: Any) -> Any:
+        if not isinstance(value, str):
+            return redact(value)
+        done = seen.get(value)
+        if done is None:
+            done = seen[value] = redact(value)
+        return done
+
     every = set(InvocationRecord.model_fields)
     records = []
     for row in rows:

@@ -11,8 +11,8 @@ waiting (`TimeoutError`, as for its own query); the scan goes on for the others 
 interrupted when the investigation ends. When the actor cannot answer (it died), the worker
 runs the query itself, as before.
 
-    scans = SharedScans.options(num_cpus=0).remote(threads=os.cpu_count())
-    telemetry.sharer = partial(fetch_shared, scans, context_ref)   # in a worker
+    scans = SharedScans.options(num_cpus=0).remote()             # once, by the worker pool
+    telemetry.sharer = partial(fetch_shared, scans, [context_ref])  # in each worker
 """
 
 from __future__ import annotations
