@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -122,6 +123,7 @@ def build_store(path: Path, rows: int = 10_000_000, services: int = 2_000) -> Pa
     marker.write_text(json.dumps(asdict(scenario)))
     print(
         f"built {rows:,} request rows over {services:,} services at {path} "
-        f"in {time.perf_counter() - started:.1f} s"
+        f"in {time.perf_counter() - started:.1f} s",
+        file=sys.stderr,  # stdout may carry the benchmark's --json document
     )
     return path
