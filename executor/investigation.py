@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 from casebook.executor.alert_bodies import LATEST, MIN_WINDOW_MINUTES, window_sides
@@ -13,8 +14,9 @@ from casebook.executor.errors import UserError
 from casebook.executor.observability import trace_investigation
 from casebook.executor.planner import Limits, Plan
 from casebook.executor.ranking import rank_causes
-from casebook.executor.record import FindingRecord, InvestigationRecord, InvocationRecord
+from casebook.executor.record import FindingRecord, InvestigationRecord, invocation_records
 from casebook.executor.runtime.contract import RunContext, Runtime
+from casebook.executor.shipped import found, record_fields
 from casebook.executor.verdict import failure_of, skipped_note
 from casebook.sdk.invocation import Outcome, Status
 from casebook.sdk.models import Alert, TimeWindow, utc
@@ -128,33 +130,29 @@ def run_investigation(
 
 
 def _fill(record: InvestigationRecord, plan: Plan) -> None:
+    """Make the record's invocations, findings and causes from the plan, once, at the end.
+
+    The plan is used up: each invocation's node and outcome are let go as its record is made,
+    so the driver's memory at the end holds about one of the two, not both.
+    """
     nodes = plan.nodes
     order = sorted(plan.outcomes.values(),
                    key=lambda o: (nodes[o.key].wave if o.key in nodes else 0, o.analyzer, o.key))
     finding_ids: dict[str, str] = {}
     for outcome in order:
-        node = nodes.get(outcome.key)
-        record.invocations.append(InvocationRecord(
-            key=outcome.key, analyzer=outcome.analyzer, params=_jsonable(outcome.params),
-            status=str(outcome.status), duration_ms=round(outcome.duration_ms, 3),
-            error=outcome.error, depth=node.depth if node else 0,
-            parent=node.parent if node else None, queries=outcome.queries,
-            rows_read=outcome.rows_read, wave=node.wave if node else 0,
-            started_ms=round((outcome.started_at - record.created_at).total_seconds() * 1000, 3),
-        ))
-        if outcome.finding is not None:
+        if found(outcome):
             finding_ids[outcome.key] = f"F{len(finding_ids) + 1}"
 
     for outcome in order:
-        finding = outcome.finding
-        if finding is None:
+        if not found(outcome):
             continue
+        fields = record_fields(outcome)
         node = nodes[outcome.key]
         sources = [k for k in node.upstream_keys.values() if k]
         sources += [k for k in (node.parent, node.derived_from) if k]
         led_from = list(dict.fromkeys(finding_ids[k] for k in sources if k in finding_ids))
         explains: list[str] = []
-        for name in finding.explains:
+        for name in fields.pop("explains"):
             linked = [finding_ids[k] for k in sources
                       if k in finding_ids and plan.outcomes[k].analyzer == name]
             everywhere = [finding_ids[k] for k in plan.by_analyzer.get(name, [])
@@ -162,13 +160,12 @@ def _fill(record: InvestigationRecord, plan: Plan) -> None:
             explains.extend(linked or everywhere)
         record.findings.append(FindingRecord(
             id=finding_ids[outcome.key], analyzer=outcome.analyzer, invocation=outcome.key,
-            title=finding.title, summary=finding.summary, severity=str(finding.severity),
-            confidence=finding.confidence, category=finding.category,
-            entities=list(finding.entities), evidence=list(finding.evidence),
-            mitigations=list(finding.mitigations), onset=finding.onset,
-            facts=finding.facts(), led_from=led_from, explains=list(dict.fromkeys(explains)),
+            **fields, led_from=led_from, explains=list(dict.fromkeys(explains)),
             owner=_owner(plan, outcome.analyzer),
         ))
+    pending = deque(order)
+    order.clear()
+    record.invocations.extend(invocation_records(_rows(pending, plan, record.created_at)))
     attribute_changes(record.findings)
     record.causes = rank_causes(record.findings)
 
@@ -181,6 +178,23 @@ def _judge(record: InvestigationRecord) -> None:
         record.notes.insert(0, f"The investigation failed: {failure}")
     elif (note := skipped_note(record.invocations)) is not None:
         record.notes.append(note)
+
+
+def _rows(order: deque[Outcome], plan: Plan, created: datetime) -> Iterator[dict[str, object]]:
+    """Each outcome as its record's fields, in order, letting go of it and its node."""
+    while order:
+        outcome = order.popleft()
+        node = plan.nodes.pop(outcome.key, None)
+        plan.outcomes.pop(outcome.key, None)
+        yield {
+            "key": outcome.key, "analyzer": outcome.analyzer,
+            "params": _jsonable(outcome.params), "status": str(outcome.status),
+            "duration_ms": float(round(outcome.duration_ms, 3)), "error": outcome.error,
+            "depth": node.depth if node else 0, "parent": node.parent if node else None,
+            "queries": outcome.queries, "rows_read": outcome.rows_read,
+            "wave": node.wave if node else 0,
+            "started_ms": float(round((outcome.started_at - created).total_seconds() * 1000, 3)),
+        }
 
 
 def _owner(plan: Plan, analyzer: str) -> str | None:

@@ -11,6 +11,13 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
+from casebook.executor.shipped import (
+    ShippedOutcome,
+    confidence_of,
+    followups_of,
+    found,
+    model_of,
+)
 from casebook.sdk.analyzer import AnalyzerSpec, FromFinding
 from casebook.sdk.invocation import Outcome, ParameterError, Status, invocation_key, resolve_params
 from casebook.sdk.models import Alert, Finding, TimeWindow
@@ -42,7 +49,7 @@ class Task:
     parent: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)  # one per invocation: 100,000 of them in a large investigation
 class Node:
     key: str
     spec: AnalyzerSpec
@@ -75,6 +82,8 @@ class Plan:
         # Kept alongside `nodes` so each completion costs O(ready), not O(all invocations).
         self._waiting: dict[str, Node] = {}
         self._open: set[str] = set()
+        self._open_by: dict[str, int] = {}  # per analyzer, invocations not yet done
+        self._depends: dict[str, tuple[str, ...]] = {}
 
     # -- building -------------------------------------------------------------------------
 
@@ -147,9 +156,10 @@ class Plan:
             seen: set[str] = set()
             for key in self.by_analyzer.get(source.analyzer, []):
                 outcome = self.outcomes.get(key)
-                if outcome is None or outcome.finding is None:
+                finding = model_of(outcome) if outcome is not None else None
+                if finding is None:
                     continue
-                for value in getattr(outcome.finding, source.field, None) or []:
+                for value in getattr(finding, source.field, None) or []:
                     marker = repr(value)
                     if marker not in seen:
                         seen.add(marker)
@@ -178,6 +188,7 @@ class Plan:
         node = Node(key, spec, params, depth, wave, parent, derived_from)
         self.nodes[key] = self._waiting[key] = node
         self._open.add(key)
+        self._open_by[spec.name] = self._open_by.get(spec.name, 0) + 1
         self.by_analyzer.setdefault(spec.name, []).append(key)
 
     def _record_direct(self, spec: AnalyzerSpec, params: dict[str, Any], status: Status,
@@ -196,12 +207,18 @@ class Plan:
             return True
         if name not in self.expanded:
             return False
-        return all(self.nodes[k].state == "done" for k in self.by_analyzer.get(name, []))
+        return not self._open_by.get(name)
+
+    def _depends_on(self, spec: AnalyzerSpec) -> tuple[str, ...]:
+        depends = self._depends.get(spec.name)
+        if depends is None:
+            depends = self._depends[spec.name] = tuple(spec.depends_on)
+        return depends
 
     def _ready(self) -> list[Task]:
         tasks = []
         for node in list(self._waiting.values()):
-            if not all(self._settled(d) for d in node.spec.depends_on):
+            if not all(self._settled(d) for d in self._depends_on(node.spec)):
                 continue
             node.state = "submitted"
             del self._waiting[node.key]
@@ -213,13 +230,13 @@ class Plan:
         chosen: dict[str, Finding | None] = {}
         for pname, ref in node.spec.upstreams.items():
             candidates = [self.outcomes[k] for k in self.by_analyzer.get(ref.analyzer, [])
-                          if k in self.outcomes and self.outcomes[k].finding is not None]
+                          if k in self.outcomes and found(self.outcomes[k])]
             if node.derived_from and any(c.key == node.derived_from for c in candidates):
                 candidates = [c for c in candidates if c.key == node.derived_from]
             agreeing = [c for c in candidates if _agrees(c.params, node.params)]
             pool = agreeing or candidates
-            best = max(pool, key=lambda c: c.finding.confidence if c.finding else 0, default=None)
-            chosen[pname] = best.finding if best else None
+            best = max(pool, key=confidence_of, default=None)
+            chosen[pname] = model_of(best) if best else None
             node.upstream_keys[pname] = best.key if best else None
         return chosen
 
@@ -230,10 +247,12 @@ class Plan:
             return []
         node.state = "done"
         self._open.discard(outcome.key)
+        self._open_by[node.spec.name] -= 1
         self.outcomes[outcome.key] = outcome
-        if outcome.finding is not None:
-            for follow in outcome.finding.followups:
-                self._follow(node, follow.analyzer, follow.params)
+        for analyzer, params in followups_of(outcome):
+            self._follow(node, analyzer, params)
+        if isinstance(outcome, ShippedOutcome) and outcome.shipped is not None:
+            outcome.shipped.followups = ()  # followed; the model keeps them if anyone asks
         self._expand_ready()
         return self._ready()
 

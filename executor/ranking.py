@@ -96,9 +96,15 @@ def _merge_locations(groups: dict[tuple[str, str, str], list[tuple[float, Findin
     """Findings that say only where (category `other`) join the strongest cause that says what
     on the same entity: a latency change that starts in a service supports the traffic surge,
     leak or deploy found there, rather than standing beside it."""
+    # Indexed by entity: scanning every group for every location group is quadratic, and an
+    # investigation of thousands of services has thousands of each.
+    said: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
+    for k in groups:
+        if k[2] not in LOCATION_ONLY:
+            said.setdefault(k[:2], []).append(k)
     for key in [k for k in groups if k[2] == "other"]:
-        specific = [k for k in groups if k[:2] == key[:2] and k[2] not in LOCATION_ONLY
-                    and not all(is_change(f) and not f.explains for _, f in groups[k])]
+        specific = [k for k in said.get(key[:2], ())
+                    if not all(is_change(f) and not f.explains for _, f in groups[k])]
         if not specific:
             continue
         best = max(specific, key=lambda k: max(w for w, _ in groups[k]))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from casebook.executor.redaction import redact_value
+from casebook.executor.redaction import redact_value, redactor
 from casebook.sdk.models import Alert, Entity, Evidence, Mitigation, TimeWindow
 
 
@@ -40,6 +41,42 @@ class InvocationRecord(Redacted):
     started_ms: float | None = Field(
         default=None, description="when it started, in ms after the investigation began"
     )
+
+
+_TEXT_FIELDS = ("key", "analyzer", "params", "status", "error", "parent")
+
+
+def invocation_records(rows: Iterable[dict[str, Any]]) -> list[InvocationRecord]:
+    """Many invocation records at once, as an investigation ends.
+
+    The same redaction step as `Redacted`, applied to the fields that hold text; the other
+    fields are numbers the executor made. Not validated one by one: at 100,000 invocations
+    validation was a large part of the driver's time, and these values are built by the
+    executor with the declared types. The records share one set of field names, all of them.
+    """
+    redact = redactor()
+    # Every parent is another invocation's key: redacted once here, whatever the size of the
+    # redaction step's own cache (100,000 keys and parents overflow it, and each miss runs
+    # every detector over the text).
+    seen: dict[str, str] = {}
+
+    def clean(value: Any) -> Any:
+        if not isinstance(value, str):
+            return redact(value)
+        done = seen.get(value)
+        if done is None:
+            done = seen[value] = redact(value)
+        return done
+
+    every = set(InvocationRecord.model_fields)
+    records = []
+    for row in rows:
+        for name in _TEXT_FIELDS:
+            value = row.get(name)
+            if value is not None:
+                row[name] = clean(value)
+        records.append(InvocationRecord.model_construct(every, **row))
+    return records
 
 
 class FindingRecord(Redacted):

@@ -32,15 +32,18 @@ class Status(StrEnum):
 MISSING_DATA = "missing data: "
 
 
+# One encoder for every key: `json.dumps` with options builds a new encoder on each call.
+_KEY_ENCODER = json.JSONEncoder(sort_keys=True, default=str, separators=(",", ":"))
+
+
 def invocation_key(analyzer: str, params: dict[str, Any]) -> str:
     """The identity of an invocation: analyzer name plus canonical parameters."""
     if not params:
         return analyzer
-    canonical = json.dumps(params, sort_keys=True, default=str, separators=(",", ":"))
-    return f"{analyzer}{canonical}"
+    return analyzer + _KEY_ENCODER.encode(params)
 
 
-@dataclass
+@dataclass(slots=True)  # the executor holds one per invocation, 100,000 in a large investigation
 class Outcome:
     """What one invocation produced."""
 

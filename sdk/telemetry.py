@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -101,6 +101,9 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+Sharer = Callable[[str, list[Any], threading.Event], "QueryResult | None"]
+
+
 @dataclass
 class QueryStats:
     queries: int = 0
@@ -125,6 +128,10 @@ class Telemetry:
     stats: QueryStats = field(default_factory=QueryStats)
     _shared: dict[tuple[str, tuple[Any, ...]], QueryResult] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # The executor may answer shared queries from elsewhere (one scan per investigation, not
+    # per process): sharer(query, params, interrupted) -> result, or None to run it here.
+    sharer: Sharer | None = field(default=None, repr=False)
+    _interrupted: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
     def connection(self) -> Any:
@@ -136,6 +143,7 @@ class Telemetry:
 
     def interrupt(self) -> None:
         """Stop the query running on this handle (the executor's timeout watchdog calls it)."""
+        self._interrupted.set()
         self._cursor.interrupt()
 
     def close(self) -> None:
@@ -166,7 +174,7 @@ class Telemetry:
         return QueryResult(query, params, columns, rows)
 
     def shared(self, query: str, params: Sequence[Any] | None = None) -> QueryResult:
-        """Run a query once per investigation and worker; later calls reuse the result.
+        """Run a query once per investigation; later calls reuse the result.
 
         This is how a fan-out analyzer answers all its entities from one grouped scan:
         every invocation asks the same GROUP BY and picks its own row with `.by(key)`.
@@ -176,9 +184,22 @@ class Telemetry:
             cached = self._shared.get(key)
         if cached is not None:
             return cached
-        result = self.sql(query, params)
+        result = self._shared_elsewhere(query, list(params or []))
+        if result is None:
+            result = self.sql(query, params)
         with self._lock:
             self._shared.setdefault(key, result)
+        return result
+
+    def _shared_elsewhere(self, query: str, params: list[Any]) -> QueryResult | None:
+        if self.sharer is None:
+            return None
+        self._check_read_only(query)  # refused here, before it travels
+        self._interrupted.clear()
+        result = self.sharer(query, params, self._interrupted)
+        if result is not None:
+            self.stats.queries += 1
+            self.stats.rows += len(result.rows)
         return result
 
     def has_table(self, name: str) -> bool:

@@ -1,10 +1,11 @@
 """The Ray runtime: long-lived workers, invocations shipped by name in batches, failures contained.
 
 One worker actor per CPU holds its DuckDB connection and the imported packs, and stays up
-between investigations (`start`/`stop` are per investigation, `shutdown` ends it all). Batches
-go to the worker that already ran the same analyzer, so a fan-out's grouped query runs once per
-worker, not once per invocation. Results come back batch by batch and the plan schedules
-follow-ups at once.
+between investigations (`start`/`stop` are per investigation, `shutdown` ends it all). A
+fan-out's grouped query (`telemetry.shared`) runs once per investigation in the `SharedScans`
+actor (`runtime.scans`) and reaches the workers through the object store. Batches go to the
+worker that already ran the same analyzer, which holds that result already. Results come back
+batch by batch and the plan schedules follow-ups at once.
 
 Failures: a slow query is interrupted inside the worker (`run_invocation`'s watchdog). Python
 that never returns is seen from here: the worker answers `progress()` from a second thread, and
@@ -28,7 +29,6 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from casebook.executor.runtime.contract import RunContext
 from casebook.executor.runtime.memory_guard import read_note
 from casebook.executor.runtime.pool import WorkerPool
 from casebook.executor.runtime.window_cache import PreparedWindow, WindowPreparation
+from casebook.executor.shipped import ResultColumns
 from casebook.sdk.invocation import Outcome, Status
 from casebook.sdk.registry import Registry
 from casebook.sdk.telemetry import TelemetrySource
@@ -90,6 +91,7 @@ class RayRuntime:
 
     def _reset(self) -> None:
         self._context: RunContext | None = None
+        self._scans: Any = None
         self._boxed: list[Any] = []
         self._version = 0
         self._queues = TaskQueues()
@@ -133,6 +135,7 @@ class RayRuntime:
         self.pool.warm()
         self._reset()
         self._context = context
+        self._scans = self.pool.scans_alive()
         self._registry_box = self._registry_ref(context.registry)
         self._publish(prepared=None)
         if self.prepare_window == "always":
@@ -156,6 +159,8 @@ class RayRuntime:
                     self._replace(slot)  # busy with work nobody waits for any more
                 else:
                     slot.actor.release.remote(self._context.investigation_id)
+            if self._scans is not None:
+                self._scans.release.remote(self._context.investigation_id)
         if self._preparation is not None:
             self._preparation.remove()
         self._reset()
@@ -189,6 +194,7 @@ class RayRuntime:
             token,
             tuple(sys.path),
             prepared,
+            self._scans,
         )
         self._boxed = [
             context.investigation_id,
@@ -291,47 +297,27 @@ class RayRuntime:
             self._worker_died(batch.slot, exc, outcomes)
             return
         except ray.exceptions.RayError as exc:
-            failed = (
-                Status.ERROR.value,
-                None,
-                f"the worker failed to run its batch: {exc}",
-                0.0,
-                0,
-                0,
+            failed = ResultColumns.failed(
+                len(batch.tasks), Status.ERROR, f"the worker failed to run its batch: {exc}",
                 time.time(),
             )
             self._finish(batch, "error")
-            self._deliver(batch, [failed] * len(batch.tasks), outcomes)
+            self._deliver(batch, failed, outcomes)
             return
         self._finish(batch, "ok")
         self._deliver(batch, results, outcomes)
 
-    def _deliver(self, batch: Batch, results: list[Any], outcomes: list[Outcome]) -> None:
+    def _deliver(self, batch: Batch, results: ResultColumns, outcomes: list[Outcome]) -> None:
         if len(results) < len(batch.tasks):
             # The worker ended the batch early behind a long invocation, and its answer saying
             # so is not in yet: the rest runs elsewhere.
             self._queues.put_back(batch.tasks[len(results) :], batch.alone)
             batch.tasks = batch.tasks[: len(results)]
-        for task, (status, finding, error, duration_ms, queries, rows, started) in zip(
-            batch.tasks, results, strict=True
-        ):
-            if queries:
+        for outcome in results.outcomes(batch.tasks):
+            if outcome.queries:
                 self._query_invocations += 1
-                self._query_ms += duration_ms
-            outcomes.append(
-                Outcome(
-                    task.key,
-                    task.analyzer,
-                    task.params,
-                    Status(status),
-                    finding,
-                    error,
-                    duration_ms,
-                    queries,
-                    rows,
-                    datetime.fromtimestamp(started, UTC),
-                )
-            )
+                self._query_ms += outcome.duration_ms
+            outcomes.append(outcome)
 
     def _finish(self, batch: Batch, status: str) -> None:
         slot = batch.slot

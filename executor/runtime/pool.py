@@ -39,6 +39,7 @@ class WorkerPool:
         self.duckdb_threads = duckdb_threads
         self.memory_mb = memory_mb  # each worker's ceiling; None: memory_guard's default
         self.slots: list[Slot] = []
+        self.scans: Any = None  # the SharedScans actor: one grouped scan per investigation
         self.replaced = 0
         self.started_ray = False
         self._threads = 1
@@ -83,13 +84,20 @@ class WorkerPool:
             return self.slots
         ray = self.ray
         count = self.workers or max(1, int(ray.cluster_resources().get("CPU", os.cpu_count())))
-        self._threads = self.duckdb_threads or max(1, (os.cpu_count() or 1) // count)
+        # DuckDB threads sized to the CPUs a worker holds: one on a cluster (each claims one),
+        # its share of this machine's otherwise.
+        self._threads = self.duckdb_threads or (
+            1 if self.address else max(1, (os.cpu_count() or 1) // count)
+        )
         self.slots = [Slot(i, *self._new_actor(i)) for i in range(count)]
+        self.scans = self._new_scans()
         # On a cluster every worker is heard from, so a node without casebook (or with another
         # version) is named now rather than costing invocations later; locally one suffices.
         wanted = len(self.slots) if self.address else 1
         ready, _ = ray.wait(list(self._where.values()), num_returns=wanted,
                             timeout=READY_TIMEOUT_S)
+        # The first investigation's scans should not wait for the actor to start either.
+        ray.wait([self.scans.ready.remote()], timeout=READY_TIMEOUT_S)
         for ref in ready:
             try:
                 where = ray.get(ref)
@@ -125,6 +133,25 @@ class WorkerPool:
         actor = InvestigationWorker.options(**options).remote(self._threads, self.memory_mb)
         self._where[index] = actor.__ray_call__.remote(whereabouts)
         return actor, actor.ready.remote()
+
+    def _new_scans(self) -> Any:
+        from casebook.executor.runtime.scans import SharedScans
+
+        # It runs while the workers that asked wait, so it claims no CPU and uses them all.
+        return SharedScans.options(num_cpus=0).remote(None, self.memory_mb)
+
+    def scans_alive(self) -> Any:
+        """The scans actor, started afresh if the last one died (workers then scan alone)."""
+        if self.scans is not None:
+            ready, _ = self.ray.wait([self.scans.ready.remote()], timeout=READY_TIMEOUT_S)
+            if ready:
+                try:
+                    self.ray.get(ready[0])
+                    return self.scans
+                except self.ray.exceptions.RayError:
+                    pass
+        self.scans = self._new_scans()
+        return self.scans
 
     def replace(self, slot: Slot) -> None:
         """Kill the slot's worker (whatever it is doing) and start a fresh one in its place."""
@@ -185,6 +212,9 @@ class WorkerPool:
             return
         for slot in self.slots:
             self._ray.kill(slot.actor, no_restart=True)
+        if self.scans is not None:
+            self._ray.kill(self.scans, no_restart=True)
+            self.scans = None
         self.slots = []
         self._where = {}
         self._stores_read = set()

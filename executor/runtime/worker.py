@@ -1,8 +1,9 @@
 """The Ray worker: a long-lived actor holding its DuckDB connection and the analyzer packs.
 
 The driver ships invocations by analyzer name in batches. The worker keeps, per investigation,
-one `Telemetry` handle on the window, so `telemetry.shared(...)` runs a grouped query once per
-worker and every later invocation of the fan-out reuses it. Each invocation goes through
+one `Telemetry` handle on the window; `telemetry.shared(...)` asks the runtime's `SharedScans`
+actor (`runtime.scans`), which runs each grouped query once per investigation, and every later
+invocation of the fan-out on this worker reuses the result. Each invocation goes through
 `run_invocation`, the one function every runtime calls. A second thread answers `progress()`
 while a batch runs, which is how the driver tells Python that never returns from a slow batch.
 
@@ -27,16 +28,16 @@ from casebook.executor.runtime.memory_guard import (
     guarded_invocation,
     worker_ceiling_mb,
 )
+from casebook.executor.runtime.scans import fetch_shared
 from casebook.executor.runtime.window_cache import PreparedWindow, open_prepared
-from casebook.sdk.invocation import Status, run_invocation
+from casebook.executor.shipped import ResultColumns
+from casebook.sdk.invocation import Outcome, Status, run_invocation
 from casebook.sdk.models import Alert, Finding, TimeWindow
 from casebook.sdk.registry import Registry
 from casebook.sdk.telemetry import Telemetry, TelemetrySource
 
 # (key, analyzer, params, upstream findings, timeout_s): what travels for one invocation.
 TaskWire = tuple[str, str, dict[str, Any], dict[str, Finding | None], float]
-# (status, finding, error, duration_ms, queries, rows_read, started_at as a POSIX timestamp)
-ResultWire = tuple[str, Finding | None, str | None, float, int, int, float]
 
 KEPT_REGISTRIES = 4
 WINDOWS_PER_CONNECTION = 200  # each window leaves a schema of views; start afresh after this
@@ -54,6 +55,7 @@ class WorkerContext:
     registry_token: str
     sys_path: tuple[str, ...]  # packs importable in the driver (--pack folders, tests) are here
     prepared: PreparedWindow | None = None
+    scans: Any = None  # the SharedScans actor answering `telemetry.shared(...)`, if any
 
 
 @dataclass
@@ -84,20 +86,20 @@ class InvestigationWorker:
         """The worker's process id, once it is up."""
         return os.getpid()
 
-    def run_batch(self, batch_id: int, boxed: list[Any], tasks: list[TaskWire]) -> list[ResultWire]:
-        """Run the tasks one after another; one result per task, in order."""
+    def run_batch(self, batch_id: int, boxed: list[Any], tasks: list[TaskWire]) -> ResultColumns:
+        """Run the tasks one after another; the results of those it ran, in order, as columns."""
         with self._lock:
             if batch_id in self._skipped:
                 self._skipped.discard(batch_id)
-                return []
+                return ResultColumns.of([])
         try:
             investigation = self._investigation(boxed)
         except Exception as exc:
             reason = f"the worker could not open the investigation: {type(exc).__name__}: {exc}"
-            return [(Status.ERROR.value, None, reason, 0.0, 0, 0, time.time()) for _ in tasks]
+            return ResultColumns.failed(len(tasks), Status.ERROR, reason, time.time())
         context, registry = investigation.context, investigation.registry
         telemetry = investigation.telemetry
-        results: list[ResultWire] = []
+        results: list[Outcome] = []
         try:
             for index, (key, name, params, upstream, timeout_s) in enumerate(tasks):
                 with self._lock:
@@ -112,14 +114,13 @@ class InvestigationWorker:
                 if spec is None:
                     known = ", ".join(s.name for s in registry)
                     results.append(
-                        (
-                            Status.ERROR.value,
-                            None,
-                            f"no analyzer named '{name}' in the worker's packs (known: {known})",
-                            0.0,
-                            0,
-                            0,
-                            time.time(),
+                        Outcome(
+                            key,
+                            name,
+                            params,
+                            Status.ERROR,
+                            error=f"no analyzer named '{name}' in the worker's packs "
+                            f"(known: {known})",
                         )
                     )
                     continue
@@ -133,24 +134,13 @@ class InvestigationWorker:
                     upstream=upstream,
                     timeout_s=timeout_s,
                 )
-                outcome = guarded_invocation(
-                    self._guard, key, call, spec.memory_mb, telemetry.interrupt
-                )
                 results.append(
-                    (
-                        outcome.status.value,
-                        outcome.finding,
-                        outcome.error,
-                        outcome.duration_ms,
-                        outcome.queries,
-                        outcome.rows_read,
-                        outcome.started_at.timestamp(),
-                    )
+                    guarded_invocation(self._guard, key, call, spec.memory_mb, telemetry.interrupt)
                 )
         finally:
             with self._lock:
                 self._current = self._last = None
-        return results
+        return ResultColumns.of(results)
 
     @ray.method(concurrency_group="control")
     def progress(self, cut_after_s: float, behind: list[int]) -> tuple[int, int, float] | None:
@@ -202,6 +192,8 @@ class InvestigationWorker:
             telemetry = open_prepared(source, context.prepared)
         else:
             telemetry = source.open(context.window)
+        if context.scans is not None:
+            telemetry.sharer = partial(fetch_shared, context.scans, [context_ref])
         opened = OpenInvestigation(context, registry, source, telemetry)
         self._open[investigation_id] = opened
         return opened

@@ -350,6 +350,8 @@ def test_a_batch_the_worker_ended_early_gives_back_what_it_did_not_run():
     from casebook.executor.planner import Task
     from casebook.executor.runtime.batches import Batch, Slot
     from casebook.executor.runtime.cluster import RayRuntime
+    from casebook.executor.shipped import ResultColumns
+    from casebook.sdk.invocation import Outcome, Status
 
     runtime = RayRuntime(workers=1)  # nothing starts until an investigation does
     tasks = [
@@ -357,7 +359,9 @@ def test_a_batch_the_worker_ended_early_gives_back_what_it_did_not_run():
     ]
     batch = Batch(7, list(tasks), Slot(0, actor=None, ready=None), ref=None, alone=False)
     outcomes = []
-    runtime._deliver(batch, [("found", None, None, 1.0, 1, 1, time.time())], outcomes)
+    done = Outcome("error_count0", "error_count", {"service": "svc-0"}, Status.FOUND,
+                   duration_ms=1.0, queries=1, rows_read=1)
+    runtime._deliver(batch, ResultColumns.of([done]), outcomes)
     assert [(o.key, o.status) for o in outcomes] == [("error_count0", "found")]
     assert runtime.pending() == 2
     slot = Slot(1, None, None)

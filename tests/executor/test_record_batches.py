@@ -1,0 +1,91 @@
+"""Records made many at once, and from findings shipped back by workers, read exactly as records
+made one by one from the findings themselves."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import UTC, datetime
+
+from casebook.executor.planner import Task
+from casebook.executor.record import FindingRecord, InvocationRecord, invocation_records
+from casebook.executor.shipped import (
+    ResultColumns,
+    confidence_of,
+    followups_of,
+    found,
+    model_of,
+    record_fields,
+)
+from casebook.sdk import Entity, Finding
+from casebook.sdk.invocation import Outcome, Status
+from casebook.sdk.models import Evidence, FollowUp, Mitigation
+
+SECRET = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
+
+
+def rows() -> list[dict]:
+    return [
+        {"key": f'probe{{"service":"svc-{i}","token":"{SECRET}"}}', "analyzer": "probe",
+         "params": {"service": f"svc-{i}", "token": SECRET, "limit": i, "ratio": 0.5,
+                    "nested": {"note": f"charge with {SECRET}"}},
+         "status": "error" if i % 2 else "found", "duration_ms": 1.25 * i,
+         "error": f"failed with {SECRET}" if i % 2 else None, "depth": i % 3,
+         "parent": f'walk{{"service":"{SECRET}"}}' if i else None, "queries": i,
+         "rows_read": 10 * i, "wave": 1, "started_ms": 0.5 * i}
+        for i in range(5)
+    ]
+
+
+def test_batch_records_match_validated_records_byte_for_byte():
+    made = invocation_records(rows())
+    one_by_one = [InvocationRecord(**row) for row in rows()]
+    assert [r.model_dump_json() for r in made] == [r.model_dump_json() for r in one_by_one]
+    assert all(SECRET not in r.model_dump_json() for r in made)
+    assert made[1].error == "failed with [redacted stripe-key]"
+    assert made[1].params["nested"] == {"note": "charge with [redacted stripe-key]"}
+
+
+def test_batch_records_accept_a_later_change_of_a_field():
+    record = invocation_records(rows())[0]
+    record.status = "timeout"
+    assert record.status == "timeout"
+    assert "status" in record.model_fields_set
+
+
+class Leak(Finding):
+    service: str
+    growth_mb: float
+    samples: list[int]
+
+
+def leak() -> Leak:
+    onset = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+    return Leak(
+        title=f"checkout leaks memory ({SECRET})", summary="heap grows 40 MB a minute",
+        severity="critical", confidence=0.7, category="resource",
+        entities=[Entity.service("checkout"), Entity(kind="pod", name="checkout-1")],
+        evidence=[Evidence(query="select 1", params=[onset, 3], columns=["a"], rows=[[1]],
+                           series={"heap": [(onset, 1.5)]}, note="sample")],
+        mitigations=[Mitigation(action="restart checkout", risk="low")],
+        followups=[FollowUp(analyzer="heap_dump", params={"service": "checkout"})],
+        onset=onset, explains=["latency"], service="checkout", growth_mb=40.0, samples=[1, 2],
+    )
+
+
+def test_a_shipped_finding_makes_the_same_record_as_the_model():
+    direct = Outcome("leak", "leak", {}, Status.FOUND, finding=leak())
+    columns = pickle.loads(pickle.dumps(ResultColumns.of([direct])))
+    task = Task("leak", "leak", {}, {}, 5.0)
+    (shipped,) = columns.outcomes([task])
+    assert model_of(shipped) == leak()  # what an analyzer reading it upstream receives
+
+    def record(outcome) -> str:
+        fields = record_fields(outcome)
+        fields.pop("explains")
+        return FindingRecord(id="F1", analyzer="leak", invocation="leak", **fields).model_dump_json()
+
+    made = record(shipped)
+    assert made == record(direct)
+    assert SECRET not in made
+    assert followups_of(shipped) == followups_of(direct) == [("heap_dump", {"service": "checkout"})]
+    assert found(shipped) and confidence_of(shipped) == 0.7
