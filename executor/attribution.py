@@ -34,8 +34,9 @@ KIND_PRIOR = {"deploy": 1.0, "release": 1.0, "rollout": 1.0, "canary": 1.0, "fla
 NOT_FROM_CHANGES = {"security", "abuse", "network", "cache", "capacity", "data"}
 CHANGE_CATEGORIES = {"deploy", "config", "flag", "capacity"}
 # What travels from a service to its callers: errors, latency, timeouts. A caller's CPU or
-# memory shortage is its own.
-PROPAGATED = {"symptom", "other", "code", "dependency"}
+# memory shortage is its own, and so is a retry storm (`dependency`): it names a service that
+# fails by itself, so only a change on that service can explain it.
+PROPAGATED = {"symptom", "other", "code"}
 
 
 def is_change(finding: FindingRecord) -> bool:
