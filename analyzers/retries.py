@@ -39,6 +39,17 @@ with calls as (
 )
 select callee, min(start_ts) as first, count(*) as attempts, sum(failed) as failed
 from calls group by callee, trace_id, parent order by callee, first"""
+# Where a request enters each service (no parent, or a parent of another service), and whether
+# it failed there by itself (no failing child): a dependency that rejects requests, not one that
+# passes its own callees' failures or slowness along.
+RAISED_SQL = """
+select c.service, c.start_ts,
+       (c.status = 'error' and not exists (
+           select 1 from spans k
+           where k.trace_id = c.trace_id and k.parent_span_id = c.span_id
+             and k.status = 'error'))::int as raised
+from spans c left join spans p on c.trace_id = p.trace_id and c.parent_span_id = p.span_id
+where p.span_id is null or p.service <> c.service"""
 CALLERS_SQL = """
 select distinct p.service as caller, c.service as callee
 from spans c join spans p on c.trace_id = p.trace_id and c.parent_span_id = p.span_id
@@ -52,6 +63,7 @@ MIN_RATE_OUTGROWN = 1.3  # the same, when its callers are known and sent no more
 MIN_FAILING = 0.3  # share of the calls to it that fail after the onset
 MIN_PARENTS = 10  # calling spans before the onset (a usual number of calls per span)
 MIN_PARENTS_AFTER = 4  # calling spans after it: traces are sampled, the storm is minutes old
+MIN_RAISED = 0.5  # of the failed calls to a traced dependency, the share it failed by itself
 OWN_GROWTH = 1.3  # its request rate grew this much more than its callers' (else it is demand)
 
 
@@ -126,6 +138,9 @@ def _from_spans(telemetry: Telemetry, alert_at: datetime,
     calls: dict[str, list[tuple[datetime, int, int]]] = {}
     for callee, first, attempts, failed in result.rows:
         calls.setdefault(callee, []).append((first, attempts, failed))
+    entries: dict[str, list[tuple[datetime, int]]] = {}
+    for service, start, raised in telemetry.sql(RAISED_SQL).rows:
+        entries.setdefault(service, []).append((start, raised))
     best, shown = None, []
     for callee, parents in sorted(calls.items()):
         split = onsets.get(callee, alert_at - METRIC_LEAD)
@@ -136,9 +151,15 @@ def _from_spans(telemetry: Telemetry, alert_at: datetime,
         usual = sum(p[1] for p in before) / len(before)
         attempts = sum(p[1] for p in after)
         factor = attempts / len(after) / usual
-        failing = sum(p[2] for p in after) / attempts
+        failed = sum(p[2] for p in after)
+        failing = failed / attempts
+        served = [e[1] for e in entries.get(callee, []) if e[0] >= split]
+        raised = sum(served) / failed if served and failed else None
         shown.append([callee, f"{split:%H:%M}", len(before), round(usual, 2), len(after),
-                      round(attempts / len(after), 2), round(failing, 3)])
+                      round(attempts / len(after), 2), round(failing, 3),
+                      None if raised is None else round(raised, 3)])
+        if raised is not None and raised < MIN_RAISED:
+            continue  # it failed because its own callees failed or were slow: not the root
         if factor >= MIN_RETRY_FACTOR and failing >= MIN_FAILING:
             score = factor * failing
             if best is None or score > best[0]:
@@ -147,7 +168,8 @@ def _from_spans(telemetry: Telemetry, alert_at: datetime,
         return None
     _, callee, factor, failing = best
     columns = ["callee", "split", "calling spans before", "calls per span before",
-               "calling spans after", "calls per span after", "failing after"]
+               "calling spans after", "calls per span after", "failing after",
+               "failures it raised itself"]
     evidence = QueryResult(result.query, [], columns, shown).evidence(
         note="calls to each service per calling span, before and after its errors began")
     return callee, factor, failing, "calls per calling span", evidence
