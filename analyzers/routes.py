@@ -131,7 +131,11 @@ def route_surge(alert: Alert, telemetry: Telemetry) -> RouteSurge | None:
         severity=Severity.CRITICAL if shift.ratio >= 2 else Severity.WARNING,
         confidence=0.8 if own_ratio >= RAN_OUT else 0.6, category="capacity",
         entities=[Entity.service(service)], evidence=found, onset=utc(shift.onset),
-        explains=["traffic_surge", "compute_saturation", "cpu_contention", "retry_storm"],
+        # A service out of capacity is slow and times out: its callers' errors, timeouts and
+        # retries, and the CPU it and the services behind it burn on the extra work.
+        explains=["traffic_surge", "compute_saturation", "cpu_contention", "retry_storm",
+                  "error_log_spike", "error_origin", "code_path_change", "latency_origin",
+                  "failure_origin"],
         mitigations=[Mitigation(action=f"Scale out {service} or rate-limit {route}",
                                 detail="the extra load arrives on one route", risk="low")],
         edge=edge, route=route, service=service, baseline_per_min=round(shift.baseline, 2),
