@@ -47,7 +47,8 @@ select c.service, c.start_ts,
        (c.status = 'error' and not exists (
            select 1 from spans k
            where k.trace_id = c.trace_id and k.parent_span_id = c.span_id
-             and k.status = 'error'))::int as raised
+             and k.status = 'error'))::int as raised,
+       (c.status = 'error')::int as failed
 from spans c left join spans p on c.trace_id = p.trace_id and c.parent_span_id = p.span_id
 where p.span_id is null or p.service <> c.service"""
 CALLERS_SQL = """
@@ -139,7 +140,7 @@ def _from_spans(telemetry: Telemetry, alert_at: datetime,
     for callee, first, attempts, failed in result.rows:
         calls.setdefault(callee, []).append((first, attempts, failed))
     entries: dict[str, list[tuple[datetime, int]]] = {}
-    for service, start, raised in telemetry.sql(RAISED_SQL).rows:
+    for service, start, raised, _ in telemetry.shared(RAISED_SQL).rows:
         entries.setdefault(service, []).append((start, raised))
     best, shown = None, []
     for callee, parents in sorted(calls.items()):
@@ -190,6 +191,7 @@ def _from_counters(telemetry: Telemetry, alert_at: datetime,
     errors = _before_after(counter_rates(telemetry, "http_errors_total", services), onsets,
                            default)
     callers = _callers(telemetry)
+    raised = _raised_shares(telemetry, onsets, default)
     best = None
     for service, (before, after) in requests.items():
         if before <= 0:
@@ -198,6 +200,8 @@ def _from_counters(telemetry: Telemetry, alert_at: datetime,
         failing = errors.get(service, (0.0, 0.0))[1] / after if after else 0.0
         if factor < MIN_RATE_OUTGROWN or failing < MIN_FAILING:
             continue
+        if raised.get(service, 1.0) < MIN_RAISED:
+            continue  # its traced failures came from its own callees: not the root
         if callers is None:
             if factor < MIN_RATE_FACTOR:
                 continue  # nothing to compare with: only a jump this large is retries
@@ -213,6 +217,21 @@ def _from_counters(telemetry: Telemetry, alert_at: datetime,
     shown = [[s, round(b, 2), round(a, 2)] for s, (b, a) in sorted(requests.items())]
     evidence = QueryResult("", [], ["service", "before", "after"], shown).evidence(note=note)
     return service, factor, failing, "request rate", evidence
+
+
+def _raised_shares(telemetry: Telemetry, onsets: dict[str, datetime],
+                   default: datetime) -> dict[str, float]:
+    """Per traced service, the share of its failed requests after its onset that it failed by
+    itself (no failing call of its own)."""
+    if not telemetry.has_table("spans"):
+        return {}
+    counts: dict[str, list[int]] = {}
+    for service, start, raised, failed in telemetry.shared(RAISED_SQL).rows:
+        if failed and start >= onsets.get(service, default):
+            tally = counts.setdefault(service, [0, 0])
+            tally[0] += raised
+            tally[1] += failed
+    return {s: r / f for s, (r, f) in counts.items() if f}
 
 
 def _callers(telemetry: Telemetry) -> dict[str, set[str]] | None:

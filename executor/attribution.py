@@ -50,7 +50,9 @@ def attribute_changes(findings: list[FindingRecord]) -> None:
     if not changes:
         return
     observed = [f for f in findings if not is_change(f) and f.onset is not None and _service(f)]
-    anomalies = [f for f in observed if f.category not in NOT_FROM_CHANGES]
+    mechanisms = _mechanism_claims(observed)
+    anomalies = [f for f in observed if f.category not in NOT_FROM_CHANGES
+                 and f.id not in mechanisms]
     claims: dict[str, tuple[float, FindingRecord]] = {}
     local: dict[str, float] = {}
     ruled_out: dict[str, str] = {}
@@ -98,6 +100,23 @@ def attribute_changes(findings: list[FindingRecord]) -> None:
             change.summary += f" Ruled out: {ruled_out[change.id]}."
         else:
             change.confidence = min(change.confidence, 0.1)
+
+
+def _mechanism_claims(observed: list[FindingRecord]) -> set[str]:
+    """Anomalies that a finding of a kind no change produces (an expired certificate, a lost
+    cache, a surge, abuse) explains and preceded: their analyzer named the mechanism, so a
+    change that happened to come before them is not why they happened."""
+    by_id = {f.id: f for f in observed}
+    claimed = set()
+    for mechanism in observed:
+        if mechanism.category not in NOT_FROM_CHANGES or mechanism.onset is None:
+            continue
+        for fid in mechanism.explains:
+            anomaly = by_id.get(fid)
+            if anomaly is not None and anomaly.onset is not None and \
+                    mechanism.onset <= anomaly.onset + SLACK:
+                claimed.add(fid)
+    return claimed
 
 
 def _service(finding: FindingRecord) -> str | None:
