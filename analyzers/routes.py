@@ -32,7 +32,9 @@ from casebook.sdk.models import utc
 ROUTE_RATES_SQL = """
 select service, route, time_bucket(interval '1 minute', ts) as minute, count(*) as value
 from requests where route is not null group by all order by service, route, minute"""
-# Every span of the traces the route's requests started at the edge (sampled traces).
+# Every span of the traces the route's requests started at the edge (sampled traces): the
+# edge's span is named after the route, as OpenTelemetry names HTTP server spans
+# ("GET /orders"), or carries it as `http.route`.
 ROUTE_SPANS_SQL = """
 with roots as (
     select distinct trace_id from spans
@@ -97,7 +99,7 @@ class _Load:
 
 @analyzer(timeout_s=30, category="capacity",
           reads=["requests.route", "requests.account_id", "spans.parent_span_id",
-                 "spans.duration_ms", "spans.start_ts"])
+                 "spans.duration_ms", "spans.start_ts", "attributes:http.route"])
 def route_surge(alert: Alert, telemetry: Telemetry) -> RouteSurge | None:
     """A route of the edge took on much more traffic before the alert; names the service
     behind it whose own capacity ran out."""
