@@ -143,7 +143,9 @@ def _strength(change: FindingRecord, anomaly: FindingRecord) -> float:
     gap = anomaly.onset - change.onset
     if gap < -SLACK:
         return 0.0
-    minutes = max(gap.total_seconds() / 60, 0.0)
+    # A change within the slack after a (coarsely dated) onset may still be the cause, but
+    # less likely than one just before it: the time counts either way.
+    minutes = abs(gap.total_seconds()) / 60
     timing = 1.0 / (1.0 + minutes / HALF_STRENGTH_MINUTES)
     prior = KIND_PRIOR.get(str(change.facts.get("kind", "")).lower(), 0.8)
     return timing * path * prior
