@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from casebook.analyzers.capacity import TrafficSurge
 from casebook.analyzers.clients import requests_cte
 from casebook.analyzers.errors import ErrorLogSpike, ErrorOrigin
+from casebook.analyzers.routes import RouteSurge
 from casebook.sdk import Entity, Finding, Mitigation, Severity, Telemetry, analyzer
 
 # Minutes in which an account sent far more than its own average, kept where dozens of
@@ -118,6 +119,10 @@ from accounts"""
 
 
 MIN_NEW_ACCOUNTS = 50  # new clients of a surge worth checking for a batch of sign-ups
+# A route's new clients are that route's alone (not every newcomer of a busy service), so a
+# batch of a few dozen among them is enough; the sign-up rate test below still has to pass.
+MIN_ROUTE_BATCH = 20
+ROUTE_BATCH_SHARE = 0.15
 
 
 class AccountCohort(Finding):
@@ -132,26 +137,33 @@ class AccountCohort(Finding):
 @analyzer(timeout_s=30, category="abuse",
           reads=["accounts.account_id", "accounts.created_at", "accounts.last_active_at"])
 def account_cohort(telemetry: Telemetry, service: str, request_burst: RequestBurst | None,
-                   traffic_surge: TrafficSurge | None) -> AccountCohort | None:
+                   traffic_surge: TrafficSurge | None,
+                   route_surge: RouteSurge | None) -> AccountCohort | None:
     """The bursting accounts, or the new clients of a surge, were created together, in a batch
     of mostly dormant accounts.
 
     The second catches low-and-slow abuse: a hundred new accounts, each under any per-account
-    limit, whose traffic together looks like a capacity surge.
+    limit, whose traffic together looks like a capacity surge. When the surge came on one
+    route of the edge, the route's new clients are checked, and the abuse is placed on the
+    service the route ran out of capacity.
     """
     if not telemetry.has_table("accounts"):
         return None
+    if route_surge is not None:
+        service = route_surge.service
     if request_burst is not None:
         accounts, onset, what = request_burst.accounts, request_burst.onset, "bursting"
+        needed = 0.5 * len(accounts)  # a burst is mostly the cohort
+    elif route_surge is not None and len(route_surge.new_accounts) >= MIN_ROUTE_BATCH:
+        accounts, onset, what = route_surge.new_accounts, route_surge.onset, "new"
+        needed = max(MIN_ROUTE_BATCH, ROUTE_BATCH_SHARE * len(accounts))
     elif traffic_surge is not None and traffic_surge.new_clients >= MIN_NEW_ACCOUNTS:
         accounts, onset, what = traffic_surge.new_accounts, traffic_surge.onset, "new"
+        # A surge's new clients also hold real newcomers, so a batch of dozens is enough.
+        needed = max(MIN_NEW_ACCOUNTS, 0.25 * len(accounts))
     else:
         return None
     top = telemetry.sql(COHORT_SQL, [accounts])
-    # A burst is mostly the cohort; a surge's new clients also hold real newcomers, so a batch
-    # of dozens among them is enough.
-    needed = 0.5 * len(accounts) if what == "bursting" else \
-        max(MIN_NEW_ACCOUNTS, 0.25 * len(accounts))
     if not top or top.rows[0][1] < needed:
         return None
     _, in_burst, burst_first, burst_last = top.rows[0]
@@ -177,7 +189,7 @@ def account_cohort(telemetry: Telemetry, service: str, request_burst: RequestBur
                   members.evidence(note="accounts created around that hour")],
         onset=onset,
         explains=["error_log_spike", "error_origin", "traffic_surge", "compute_saturation",
-                  "retry_storm"],
+                  "retry_storm", "route_surge"],
         mitigations=[
             Mitigation(action=f"Suspend the {count:,} accounts created "
                               f"{first:%Y-%m-%d %H:%M}–{last:%H:%M} UTC pending review",

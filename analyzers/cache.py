@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from casebook.analyzers.capacity import ComputeSaturation, TrafficSurge
+from casebook.analyzers.periods import naive
 from casebook.analyzers.shapes import counter_rates, find_shift, metric_series
 from casebook.sdk import (
     Alert,
@@ -16,7 +19,16 @@ from casebook.sdk import (
 from casebook.sdk.models import utc
 
 DOWNSTREAM = ["code_path_change", "latency_origin", "failure_origin", "error_log_spike",
-              "error_origin"]
+              "error_origin", "cpu_contention", "memory_pressure"]
+# The raw samples around the per-minute onset: a hit ratio is over the sample interval, so the
+# loss began after the sample before the first low one; a restart of the cache pins it.
+SAMPLES_SQL = """
+select ts, name, value from metrics
+where service = ? and name in ('cache_hit_ratio', 'cache_keys') and ts >= ? and ts <= ?
+order by ts"""
+RESTART_SQL = """
+select min(ts) from events
+where service = ? and lower(kind) = 'restart' and ts >= ? and ts <= ?"""
 
 
 def caches(telemetry: Telemetry) -> list[str]:
@@ -34,7 +46,8 @@ class CacheCollapse(Finding):
 
 
 @analyzer(fan_out={"cache": caches}, timeout_s=20, category="cache",
-          reads=["metrics:cache_hit_ratio", "metrics:http_requests_total"])
+          reads=["metrics:cache_hit_ratio", "metrics:cache_keys", "metrics:http_requests_total",
+                 "events.kind"])
 def cache_collapse(alert: Alert, telemetry: Telemetry, cache: str,
                    traffic_surge: TrafficSurge | None,
                    compute_saturation: ComputeSaturation | None) -> CacheCollapse | None:
@@ -47,7 +60,7 @@ def cache_collapse(alert: Alert, telemetry: Telemetry, cache: str,
     shift = find_shift(window, baseline, up=False, min_ratio=0.5)
     if shift is None:
         return None
-    onset = utc(shift.onset)
+    onset = utc(_began(telemetry, cache, shift.onset, (shift.baseline + shift.level) / 2))
     if traffic_surge is not None and traffic_surge.onset and traffic_surge.onset < onset:
         return None  # the traffic grew first: the cache dip follows it
     explained = [name for name, finding in (("traffic_surge", traffic_surge),
@@ -79,3 +92,27 @@ def cache_collapse(alert: Alert, telemetry: Telemetry, cache: str,
         cache=cache, baseline_hit_ratio=round(shift.baseline, 4),
         hit_ratio=round(shift.level, 4), explained=explained,
     )
+
+
+def _began(telemetry: Telemetry, cache: str, minute: datetime, low: float) -> datetime:
+    """When the cache lost its contents, as exactly as the samples and events tell: a restart
+    of the cache around the drop, else the sample before the first low hit ratio (or the first
+    key count under half the one before it), else the minute the per-minute series dropped."""
+    start, end = naive(minute) - timedelta(minutes=3), naive(minute) + timedelta(minutes=1)
+    samples = telemetry.sql(SAMPLES_SQL, [cache, start, end]).rows
+    previous: dict[str, tuple[datetime, float]] = {}
+    began = None
+    for ts, name, value in samples:
+        before = previous.get(name)
+        dropped = value < low if name == "cache_hit_ratio" else \
+            before is not None and value < 0.5 * before[1]
+        if dropped:
+            began = before[0] if before is not None else ts
+            break
+        previous[name] = (ts, value)
+    if telemetry.has_table("events"):
+        restart = telemetry.sql(RESTART_SQL, [cache, (began or start) - timedelta(minutes=1),
+                                              end]).scalar()
+        if restart is not None:
+            return restart
+    return began or minute

@@ -7,6 +7,7 @@ from statistics import median
 
 from casebook.analyzers.clients import requests_cte
 from casebook.analyzers.periods import MAX_ALERT_DELAY, naive, onset_of
+from casebook.analyzers.routes import RouteSurge
 from casebook.analyzers.shapes import counter_rates, find_shift, metric_series, rate_series
 from casebook.sdk import (
     Alert,
@@ -124,8 +125,13 @@ def _carried_from(alert: Alert, telemetry: Telemetry, service: str, ratio: float
 @analyzer(fan_out={"service": surging_services}, timeout_s=20, category="capacity",
           reads=["metrics:http_requests_total", "requests.account_id", "attributes:account"])
 def traffic_surge(alert: Alert, telemetry: Telemetry, service: str,
-                  compute_saturation: ComputeSaturation | None) -> TrafficSurge | None:
-    """Request volume of the service rose well above its baseline; says who sent the extra."""
+                  compute_saturation: ComputeSaturation | None,
+                  route_surge: RouteSurge | None) -> TrafficSurge | None:
+    """Request volume of the service rose well above its baseline; says who sent the extra.
+
+    When the edge's access log shows the extra arriving on one route, a service that route
+    reaches, other than the one whose capacity ran out, only carried it.
+    """
     window, baseline = rate_series(telemetry, "http_requests_total", service)
     shift = find_shift(window, baseline, up=True, min_ratio=1.5)
     if shift is None:
@@ -147,6 +153,12 @@ def traffic_surge(alert: Alert, telemetry: Telemetry, service: str,
         found.append(shown.evidence(note="requests after the onset from clients never seen "
                                            "before it"))
     carrier = _carried_from(alert, telemetry, service, shift.ratio)
+    came = f"; it came through {carrier}, whose traffic grew as much" if carrier else ""
+    if route_surge is not None and service != route_surge.service and (
+            service in route_surge.reached or service == route_surge.edge):
+        carrier = route_surge.route
+        came = (f"; it came with {route_surge.route} at {route_surge.edge}, which ran "
+                f"{route_surge.service} out of capacity")
     added = shift.level - shift.baseline
     from_new = f"; {share:.0%} of requests since come from {newcomers} new clients" \
         if newcomers else ""
@@ -154,8 +166,7 @@ def traffic_surge(alert: Alert, telemetry: Telemetry, service: str,
         title=f"Traffic to {service} up {shift.ratio:.1f}x",
         summary=f"{service} went from {shift.baseline:.0f} to {shift.level:.0f} requests per "
                 f"minute at {shift.onset:%H:%M} UTC (+{added:.0f}/min){from_new}"
-                + (f"; it came through {carrier}, whose traffic grew as much" if carrier else "")
-                + ".",
+                + came + ".",
         severity=Severity.INFO if carrier else Severity.CRITICAL if shift.ratio >= 2 else Severity.WARNING,
         confidence=0.2 if carrier else 0.75 if share >= 0.3 else 0.55, category="capacity",
         entities=[Entity.service(service)], evidence=found, onset=shift.onset,

@@ -34,8 +34,9 @@ KIND_PRIOR = {"deploy": 1.0, "release": 1.0, "rollout": 1.0, "canary": 1.0, "fla
 NOT_FROM_CHANGES = {"security", "abuse", "network", "cache", "capacity", "data"}
 CHANGE_CATEGORIES = {"deploy", "config", "flag", "capacity"}
 # What travels from a service to its callers: errors, latency, timeouts. A caller's CPU or
-# memory shortage is its own.
-PROPAGATED = {"symptom", "other", "code", "dependency"}
+# memory shortage is its own, and so is a retry storm (`dependency`): it names a service that
+# fails by itself, so only a change on that service can explain it.
+PROPAGATED = {"symptom", "other", "code"}
 
 
 def is_change(finding: FindingRecord) -> bool:
@@ -49,7 +50,9 @@ def attribute_changes(findings: list[FindingRecord]) -> None:
     if not changes:
         return
     observed = [f for f in findings if not is_change(f) and f.onset is not None and _service(f)]
-    anomalies = [f for f in observed if f.category not in NOT_FROM_CHANGES]
+    mechanisms = _mechanism_claims(observed)
+    anomalies = [f for f in observed if f.category not in NOT_FROM_CHANGES
+                 and f.id not in mechanisms]
     claims: dict[str, tuple[float, FindingRecord]] = {}
     local: dict[str, float] = {}
     ruled_out: dict[str, str] = {}
@@ -99,6 +102,23 @@ def attribute_changes(findings: list[FindingRecord]) -> None:
             change.confidence = min(change.confidence, 0.1)
 
 
+def _mechanism_claims(observed: list[FindingRecord]) -> set[str]:
+    """Anomalies that a finding of a kind no change produces (an expired certificate, a lost
+    cache, a surge, abuse) explains and preceded: their analyzer named the mechanism, so a
+    change that happened to come before them is not why they happened."""
+    by_id = {f.id: f for f in observed}
+    claimed = set()
+    for mechanism in observed:
+        if mechanism.category not in NOT_FROM_CHANGES or mechanism.onset is None:
+            continue
+        for fid in mechanism.explains:
+            anomaly = by_id.get(fid)
+            if anomaly is not None and anomaly.onset is not None and \
+                    mechanism.onset <= anomaly.onset + SLACK:
+                claimed.add(fid)
+    return claimed
+
+
 def _service(finding: FindingRecord) -> str | None:
     return next((e.name for e in finding.entities if e.kind == "service"), None)
 
@@ -123,7 +143,9 @@ def _strength(change: FindingRecord, anomaly: FindingRecord) -> float:
     gap = anomaly.onset - change.onset
     if gap < -SLACK:
         return 0.0
-    minutes = max(gap.total_seconds() / 60, 0.0)
+    # A change within the slack after a (coarsely dated) onset may still be the cause, but
+    # less likely than one just before it: the time counts either way.
+    minutes = abs(gap.total_seconds()) / 60
     timing = 1.0 / (1.0 + minutes / HALF_STRENGTH_MINUTES)
     prior = KIND_PRIOR.get(str(change.facts.get("kind", "")).lower(), 0.8)
     return timing * path * prior

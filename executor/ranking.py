@@ -41,10 +41,15 @@ def rank_causes(findings: list[FindingRecord], limit: int = MAX_CAUSES) -> list[
     groups: dict[tuple[str, str, str], list[tuple[float, FindingRecord]]] = {}
     for finding in findings:
         groups.setdefault(_key(finding), []).append((finding_weight(finding, explained), finding))
-    explainers: dict[str, int] = {}
+    # The causes (not findings) that claim each finding: two findings of one cause agree, and
+    # a claimer that is itself explained (a retry storm an expired certificate explains) does
+    # not compete with what explains it.
+    explainers: dict[str, set[tuple[str, str, str]]] = {}
     for finding in findings:
         for fid in finding.explains:
-            explainers[fid] = explainers.get(fid, 0) + 1
+            claims = explainers.setdefault(fid, set())
+            if finding.id not in explained:
+                claims.add(_key(finding))
     for finding in findings:
         strengths = finding.facts.get("explained_strength") or {}
         members = groups[_key(finding)]
@@ -53,7 +58,7 @@ def rank_causes(findings: list[FindingRecord], limit: int = MAX_CAUSES) -> list[
             if other is None or any(m[1].id == fid for m in members):
                 continue
             # Several findings that each claim it: it supports the one on its own entity.
-            if fid not in strengths and explainers[fid] > 1 and \
+            if fid not in strengths and len(explainers[fid] | {_key(finding)}) > 1 and \
                     _key(other)[:2] != _key(finding)[:2]:
                 continue
             share = float(strengths.get(fid, ABSORBED_FACTOR))

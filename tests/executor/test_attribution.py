@@ -109,3 +109,38 @@ def test_a_finding_claimed_by_several_supports_only_the_claim_on_its_own_service
     causes = rank_causes(findings)
     assert (causes[0].entity.name, causes[0].finding_ids) == ("feed", ["F1", "F3"])
     assert next(c for c in causes if c.entity.name == "locale").finding_ids == ["F2"]
+
+
+def test_a_change_on_a_client_does_not_take_the_errors_an_expired_certificate_explains():
+    """auth's certificate expired; payment (which calls auth) had a flag push 6 minutes
+    earlier, and its x509 errors are the certificate's, not the flag's."""
+    cert = anomaly("F2", "auth", "security", confidence=0.9)
+    errors = anomaly("F3", "payment", "code", minutes_after=0.5, confidence=0.6,
+                     severity="warning")
+    cert.explains = ["F3"]
+    findings = [change("F1", "payment", 6, kind="flag"), cert, errors]
+    assert ranked(findings)[0] == ("auth", "security")
+    assert findings[0].explains == []
+
+
+def test_a_change_on_a_callee_does_not_take_the_retry_storm_of_its_caller():
+    """report fails by itself and its callers retry it (a retry storm, `dependency`); a deploy
+    on identity, which report calls, does not explain that."""
+    findings = [change("F1", "identity", 4, callers={"report": 1, "edge": 2}),
+                anomaly("F2", "identity", "other", minutes_after=0.5, confidence=0.5,
+                        severity="warning"),
+                anomaly("F3", "report", "dependency", confidence=0.85)]
+    assert ranked(findings)[0] == ("report", "dependency")
+    assert "F3" not in findings[0].explains
+
+
+def test_two_findings_of_one_cause_that_claim_the_same_finding_both_count():
+    """A route surge and the traffic surge on the same service both explain a database's CPU
+    shortage: one cause claims it, so it supports that cause."""
+    route = anomaly("F1", "orders", "capacity", confidence=0.6, severity="warning")
+    traffic = anomaly("F2", "orders", "capacity", confidence=0.5, severity="warning")
+    cpu = anomaly("F3", "orders-db", "resource", minutes_after=1, confidence=0.95)
+    route.explains = traffic.explains = ["F3"]
+    causes = rank_causes([route, traffic, cpu])
+    assert (causes[0].entity.name, causes[0].category) == ("orders", "capacity")
+    assert "F3" in causes[0].finding_ids
