@@ -195,7 +195,6 @@ def test_slow_sql_is_interrupted_at_its_timeout_and_the_worker_kept(ray_runtime,
     assert by_service(record) == {**dict.fromkeys(SERVICES, "found"), BAD: "timeout"}
     slow = next(i for i in record.invocations if i.params["service"] == BAD)
     assert slow.error.startswith(f"timed out after {TIMEOUT_S:g} s: query interrupted")
-    assert slow.duration_ms >= TIMEOUT_S * 1000
     assert ray_runtime.replaced == replaced
 
 
@@ -208,7 +207,6 @@ def test_python_that_never_returns_times_out_and_its_worker_is_replaced(ray_runt
         f"did not return within its timeout of {TIMEOUT_S:g} s (Python code "
         "that never returns); its worker was stopped and replaced"
     )
-    assert hung.duration_ms >= TIMEOUT_S * 1000
     assert ray_runtime.replaced == replaced + 1
     assert sorted(f.facts["errors"] for f in record.findings) == [1, 2, 3, 5, 6]
 
