@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from casebook.executor.redaction.detectors import MARKER, OWN, Detector, vendor_detectors
+from casebook.executor.redaction.prefilter import Screen
 
 __all__ = [
     "MARKER", "PatternError", "configure", "redact", "redact_value", "redactor", "secrets_in",
@@ -36,6 +37,7 @@ def configure(patterns: list[str] | None = None) -> None:
     """Add operator patterns (from a configuration file) to the ones in CASEBOOK_REDACT_PATTERNS."""
     _configured[:] = list(patterns or [])
     _detectors.cache_clear()
+    _screened.cache_clear()
     _redact.cache_clear()
 
 
@@ -58,6 +60,13 @@ def _custom(sources: tuple[str, ...]) -> list[Detector]:
 def _detectors(env_patterns: str) -> tuple[Detector, ...]:
     custom = [p for p in env_patterns.splitlines() if p.strip()] + _configured
     return (*_custom(tuple(custom)), *OWN, *vendor_detectors())
+
+
+@lru_cache(maxsize=4)
+def _screened(env_patterns: str) -> tuple[tuple[Detector, ...], Screen]:
+    """The detectors, and what a text must hold for each to match (prefilter.py)."""
+    detectors = _detectors(env_patterns)
+    return detectors, Screen([d.pattern for d in detectors])
 
 
 def _all() -> tuple[Detector, ...]:
@@ -98,8 +107,19 @@ def _span(detector: Detector, match: re.Match[str]) -> tuple[int, int]:
 @lru_cache(maxsize=65536)
 def _redact(text: str, env_patterns: str) -> tuple[str, tuple[str, ...]]:
     found: list[str] = []
-    for detector in _detectors(env_patterns):
-        text = _replace(detector, text, found)
+    detectors, screen = _screened(env_patterns)
+    # A detector the screen leaves out cannot match this text. One that runs and replaces a
+    # secret may make the text match a later one, so the rest are screened again after it.
+    candidates = screen.candidates(text)
+    position = 0
+    while position < len(candidates):
+        index = candidates[position]
+        position += 1
+        replaced = _replace(detectors[index], text, found)
+        if replaced != text:
+            text = replaced
+            candidates = [i for i in screen.candidates(text) if i > index]
+            position = 0
     return text, tuple(dict.fromkeys(found))
 
 
