@@ -130,51 +130,46 @@ def _characters(items: list[tuple[object, object]]) -> set[str] | None:
 
 
 
+
 class Screen:
-    """Which detectors can match a text, from one look at the strings their requirements name.
+    """Which detectors can match a text, from one pass over it (Aho-Corasick, in C).
 
     Built once per set of detectors. `candidates(text)` gives the indices of the detectors to
-    run, in order: those without requirements, and those whose every requirement the text meets.
-    Requirements of single letters or digits are dropped (nearly every text holds them), which
-    only makes the screen run more detectors, never fewer.
+    run, in order: those without a requirement, and those whose requirement the text meets. Each
+    detector is screened by its most selective requirement; requirements of single letters or
+    digits are dropped first (nearly every text holds them), which only makes the screen run
+    more detectors, never fewer.
     """
 
     def __init__(self, patterns: list[re.Pattern[str]]) -> None:
+        import ahocorasick
+
         self.count = len(patterns)
-        self.always: list[int] = []
-        self.full: dict[int, int] = {}  # detector -> bit mask of all its requirements
-        # (string, folded) -> the (detector, requirement bit) pairs it satisfies
-        self.index: dict[tuple[str, bool], list[tuple[int, int]]] = {}
+        self.always: set[int] = set()
+        words: dict[tuple[str, bool], list[int]] = {}
         for i, pattern in enumerate(patterns):
             kept = [r for r in requirements(pattern)
                     if not any(len(s) == 1 and s.isalnum() for s in r.strings)]
             if not kept:
-                self.always.append(i)
+                self.always.add(i)
                 continue
-            self.full[i] = (1 << len(kept)) - 1
-            for j, requirement in enumerate(kept):
-                for string in requirement.strings:
-                    self.index.setdefault((string, requirement.folded), []).append((i, 1 << j))
-        self.chars = {k: v for k, v in self.index.items() if len(k[0]) == 1}
-        self.longer = [(k, v) for k, v in self.index.items() if len(k[0]) > 1]
+            for string in kept[0].strings:
+                words.setdefault((string, kept[0].folded), []).append(i)
+        self._raw, self._folded = ahocorasick.Automaton(), ahocorasick.Automaton()
+        for (string, folded), indices in words.items():
+            (self._folded if folded else self._raw).add_word(string, tuple(indices))
+        # An automaton without words cannot search: such a side is simply not looked at.
+        self._sides = [(a, lower) for a, lower in ((self._raw, False), (self._folded, True))
+                       if len(a)]
+        for automaton, _ in self._sides:
+            automaton.make_automaton()
 
     def candidates(self, text: str) -> list[int]:
         """Indices of the detectors that may match `text` (all of them if it is not ASCII)."""
         if not text.isascii():
             return list(range(self.count))
-        lowered = text.lower()
-        seen, folded_seen = set(text), set(lowered)
-        met: dict[int, int] = {}
-        for (string, folded), pairs in self.chars.items():
-            if string in (folded_seen if folded else seen):
-                for i, bit in pairs:
-                    met[i] = met.get(i, 0) | bit
-        for (string, folded), pairs in self.longer:
-            if string in (lowered if folded else text):
-                for i, bit in pairs:
-                    met[i] = met.get(i, 0) | bit
-        full = self.full
-        chosen = [i for i, bits in met.items() if bits == full[i]]
-        chosen.extend(self.always)
-        chosen.sort()
-        return chosen
+        chosen = set(self.always)
+        for automaton, lower in self._sides:
+            for _, indices in automaton.iter(text.lower() if lower else text):
+                chosen.update(indices)
+        return sorted(chosen)
