@@ -16,6 +16,7 @@ from casebook.executor.planner import Limits, Plan
 from casebook.executor.ranking import rank_causes
 from casebook.executor.record import FindingRecord, InvestigationRecord, invocation_records
 from casebook.executor.runtime.contract import RunContext, Runtime
+from casebook.executor.runtime.heap import collection_paused
 from casebook.executor.shipped import found, record_fields
 from casebook.executor.verdict import failure_of, skipped_note
 from casebook.sdk.invocation import Outcome, Status
@@ -54,6 +55,7 @@ def window_for(alert: Alert, lookback: timedelta = DEFAULT_LOOKBACK,
     return TimeWindow(start=start, end=end)
 
 
+@collection_paused()
 def run_investigation(
     alert: Alert,
     *,

@@ -44,6 +44,8 @@ class InvocationRecord(Redacted):
 
 
 _TEXT_FIELDS = ("key", "analyzer", "params", "status", "error", "parent")
+_FLAT = (str, int, float, bool, type(None))
+_set = object.__setattr__
 
 
 def invocation_records(rows: Iterable[dict[str, Any]]) -> list[InvocationRecord]:
@@ -52,30 +54,53 @@ def invocation_records(rows: Iterable[dict[str, Any]]) -> list[InvocationRecord]
     The same redaction step as `Redacted`, applied to the fields that hold text; the other
     fields are numbers the executor made. Not validated one by one: at 100,000 invocations
     validation was a large part of the driver's time, and these values are built by the
-    executor with the declared types. The records share one set of field names, all of them.
+    executor with the declared types. A row that holds every field, and nothing else, becomes
+    its record's fields as it is (what `model_construct` does, without its per-field loop).
     """
     redact = redactor()
-    # Every parent is another invocation's key: redacted once here, whatever the size of the
-    # redaction step's own cache (100,000 keys and parents overflow it, and each miss runs
-    # every detector over the text).
+    # Parents are other invocations' keys, parameter values repeat across analyzers (a service
+    # name in many keys): each distinct text is redacted once here, whatever the size of the
+    # redaction step's own cache.
     seen: dict[str, str] = {}
 
-    def clean(value: Any) -> Any:
-        if not isinstance(value, str):
-            return redact(value)
+    def text(value: str) -> str:
         done = seen.get(value)
         if done is None:
             done = seen[value] = redact(value)
         return done
 
-    every = set(InvocationRecord.model_fields)
+    def clean(value: Any) -> Any:
+        if isinstance(value, str):
+            return text(value)
+        if isinstance(value, dict) and all(
+            isinstance(k, str) and isinstance(v, _FLAT)
+            for k, v in value.items()
+        ):
+            # Flat parameters, the usual case: the same result as walking them.
+            return {text(k): text(v) if isinstance(v, str) else v for k, v in value.items()}
+        return redact(value)
+
+    order = list(InvocationRecord.__pydantic_fields__)
+    every = set(order)
+    direct = not InvocationRecord.__pydantic_post_init__
     records = []
+    new = InvocationRecord.__new__
     for row in rows:
         for name in _TEXT_FIELDS:
             value = row.get(name)
             if value is not None:
                 row[name] = clean(value)
-        records.append(InvocationRecord.model_construct(every, **row))
+        if not direct or row.keys() != every:
+            records.append(InvocationRecord.model_construct(every, **row))
+            continue
+        record = new(InvocationRecord)
+        # In the declared order, as validation would make it (a report may list the fields).
+        _set(record, "__dict__", row if list(row) == order
+             else {name: row[name] for name in order})
+        _set(record, "__pydantic_fields_set__", every)
+        _set(record, "__pydantic_extra__", None)
+        _set(record, "__pydantic_private__", None)
+        records.append(record)
     return records
 
 

@@ -148,9 +148,30 @@ def redactor() -> Callable[[Any], Any]:
 
 
 _PLAIN = (int, float, bool, type(None))
+_PLAIN_TYPES = frozenset(_PLAIN)
+_TEXTUAL = (str, dict, list, tuple, BaseModel)
 
 
 def _walk(value: Any, env: str) -> Any:
+    kind = type(value)
+    if kind is str:
+        return value if len(value) < 6 else _redact(value, env)[0]
+    if kind in _PLAIN_TYPES:
+        return value
+    if kind is dict:
+        return {_walk(k, env): _walk(v, env) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        # Series points and numeric rows hold no text: keep them as they are.
+        if all(type(v) in _PLAIN_TYPES for v in value):
+            return value
+        if all(type(v) is str for v in value):
+            items = [v if len(v) < 6 else _redact(v, env)[0] for v in value]
+            return items if kind is list else tuple(items)
+    return _walk_any(value, env)
+
+
+def _walk_any(value: Any, env: str) -> Any:
+    """`_walk` for subclasses (a str enum, a dict subclass, a model): the general rules."""
     if isinstance(value, str):
         return value if len(value) < 6 else _redact(value, env)[0]
     if isinstance(value, _PLAIN):
@@ -159,8 +180,7 @@ def _walk(value: Any, env: str) -> Any:
         return {_walk(k, env): _walk(v, env) for k, v in value.items()}
     if isinstance(value, list | tuple):
         # Series points and numeric rows hold no text: keep them as they are.
-        if all(isinstance(v, _PLAIN) or not isinstance(v, str | dict | list | tuple | BaseModel)
-               for v in value):
+        if all(isinstance(v, _PLAIN) or not isinstance(v, _TEXTUAL) for v in value):
             return value
         items = [_walk(v, env) for v in value]
         return items if isinstance(value, list) else tuple(items)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gc
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def freeze_loaded_objects() -> None:
@@ -13,3 +16,36 @@ def freeze_loaded_objects() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+_paused = 0
+_lock = threading.Lock()
+
+
+@contextmanager
+def collection_paused() -> Iterator[None]:
+    """Hold the cyclic garbage collector while an investigation runs (usable as a decorator).
+
+    An investigation makes a few objects per invocation and keeps them to its end, so each
+    automatic collection scans all the ones made so far, to free none: at 100,000 invocations
+    that was a sixth of the driver's time, growing faster than the invocations. Memory is
+    still freed by reference counting meanwhile; cycles wait for the collection that follows.
+    Investigations that overlap (threads of one service) share the pause: the last one to
+    finish lets the collector run again.
+    """
+    global _paused
+    with _lock:
+        if _paused == 0 and not gc.isenabled():
+            owner = False  # someone else turned it off: leave it as it is
+        else:
+            owner = True
+            _paused += 1
+            gc.disable()
+    try:
+        yield
+    finally:
+        if owner:
+            with _lock:
+                _paused -= 1
+                if _paused == 0:
+                    gc.enable()
