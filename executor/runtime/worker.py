@@ -13,6 +13,7 @@ Imported only by the worker pool (`runtime.pool`), when it starts its first work
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 import threading
 import time
@@ -86,8 +87,10 @@ class InvestigationWorker:
         """The worker's process id, once it is up."""
         return os.getpid()
 
-    def run_batch(self, batch_id: int, boxed: list[Any], tasks: list[TaskWire]) -> ResultColumns:
-        """Run the tasks one after another; the results of those it ran, in order, as columns."""
+    def run_batch(self, batch_id: int, boxed: list[Any], wire: bytes) -> ResultColumns:
+        """Run the tasks (a pickled list of `TaskWire`) one after another; the results of those
+        it ran, in order, as columns."""
+        tasks: list[TaskWire] = pickle.loads(wire)
         with self._lock:
             if batch_id in self._skipped:
                 self._skipped.discard(batch_id)
