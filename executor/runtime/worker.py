@@ -65,6 +65,7 @@ class OpenInvestigation:
     registry: Registry
     source: TelemetrySource
     telemetry: Telemetry
+    read: set[str]  # analyzers whose findings another one reads: only their models travel
 
 
 @ray.remote(concurrency_groups={"control": 1})
@@ -143,7 +144,7 @@ class InvestigationWorker:
         finally:
             with self._lock:
                 self._current = self._last = None
-        return ResultColumns.of(results)
+        return ResultColumns.of(results, investigation.read)
 
     @ray.method(concurrency_group="control")
     def progress(self, cut_after_s: float, behind: list[int]) -> tuple[int, int, float] | None:
@@ -197,7 +198,8 @@ class InvestigationWorker:
             telemetry = source.open(context.window)
         if context.scans is not None:
             telemetry.sharer = partial(fetch_shared, context.scans, [context_ref])
-        opened = OpenInvestigation(context, registry, source, telemetry)
+        read = {name for spec in registry for name in spec.depends_on}
+        opened = OpenInvestigation(context, registry, source, telemetry, read)
         self._open[investigation_id] = opened
         return opened
 

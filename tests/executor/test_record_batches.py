@@ -89,3 +89,20 @@ def test_a_shipped_finding_makes_the_same_record_as_the_model():
     assert SECRET not in made
     assert followups_of(shipped) == followups_of(direct) == [("heap_dump", {"service": "checkout"})]
     assert found(shipped) and confidence_of(shipped) == 0.7
+
+
+def test_only_findings_another_analyzer_reads_travel_with_their_model():
+    read = Outcome("leak", "leak", {}, Status.FOUND, finding=leak())
+    unread = Outcome("leak2", "leak_twin", {}, Status.FOUND, finding=leak())
+    columns = pickle.loads(pickle.dumps(ResultColumns.of([read, unread], read={"leak"})))
+    kept, dropped = columns.outcomes([Task("leak", "leak", {}, {}, 5.0),
+                                      Task("leak2", "leak_twin", {}, {}, 5.0)])
+    assert model_of(kept) == leak()
+    assert followups_of(dropped) == [("heap_dump", {"service": "checkout"})]
+    assert record_fields(dropped) == record_fields(kept)
+    try:
+        model_of(dropped)
+    except LookupError as exc:
+        assert "no analyzer of the registry reads its analyzer" in str(exc)
+    else:
+        raise AssertionError("a finding sent without its model gave one")
