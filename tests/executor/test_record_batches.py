@@ -52,6 +52,10 @@ def test_batch_records_accept_a_later_change_of_a_field():
     assert "status" in record.model_fields_set
 
 
+class Probe(Finding):
+    service: str
+
+
 class Leak(Finding):
     service: str
     growth_mb: float
@@ -106,3 +110,42 @@ def test_only_findings_another_analyzer_reads_travel_with_their_model():
         assert "no analyzer of the registry reads its analyzer" in str(exc)
     else:
         raise AssertionError("a finding sent without its model gave one")
+
+
+def test_a_secret_in_an_argument_is_redacted_in_the_stored_key_and_everywhere_it_goes():
+    """Keys are redacted pair by pair; a secret passed as a parameter still never leaves."""
+    from casebook.executor.investigation import run_investigation
+    from casebook.executor.runtime.local import LocalRuntime
+    from casebook.sdk import analyzer
+    from casebook.sdk.analyzer import spec_of
+    from casebook.sdk.registry import Registry
+    from casebook.sdk.testing import TinyStore, make_alert
+
+    @analyzer(name="token_probe")
+    def token_probe(service: str, token: str) -> Probe:
+        """Finds something for the service, with the token it was given."""
+        return Probe(title=f"{service} probed", summary="probed", category="code",
+                     confidence=0.5, entities=[Entity.service(service)], service=service)
+
+    @analyzer(name="dsn_probe")
+    def dsn_probe(service: str, dsn: str) -> Probe | None:
+        """Nothing, for a data source name with a password in it."""
+        return None
+
+    registry = Registry()
+    registry.add(spec_of(token_probe))
+    registry.add(spec_of(dsn_probe))
+    dsn = "postgres://orders:pg-Sup3rSecret@db.internal:5432/orders"
+    alert = make_alert("Errors", service="api", token=SECRET, dsn=dsn)
+    record = run_investigation(alert, registry=registry, source=TinyStore().source,
+                               runtime=LocalRuntime())
+    stored = record.model_dump_json()
+    assert SECRET not in stored and "pg-Sup3rSecret" not in stored
+    keys = sorted(i.key for i in record.invocations)
+    assert keys == [
+        'dsn_probe{"dsn":"postgres://orders:[redacted password]@db.internal:5432/orders",'
+        '"service":"api"}',
+        'token_probe{"service":"api","token":"[redacted stripe-key]"}',
+    ]
+    (finding,) = record.findings
+    assert finding.invocation == keys[1]  # the finding still names its invocation's record
