@@ -24,7 +24,13 @@ class Redacted(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _redacted(cls, data: Any) -> Any:
-        return redact_value(data) if isinstance(data, dict) else data
+        if not isinstance(data, dict):
+            return data
+        if all(name in cls.model_fields for name in data):
+            # The names are the record's own fields: only the values can hold a secret.
+            redact = redactor()
+            return {name: redact(value) for name, value in data.items()}
+        return redact_value(data)
 
 
 class InvocationRecord(Redacted):
@@ -44,7 +50,7 @@ class InvocationRecord(Redacted):
     )
 
 
-_OTHER_TEXT = ("analyzer", "params", "status", "error")  # besides the key and the parent
+_OTHER_TEXT = ("analyzer", "status", "error")  # besides the key, the parent and the params
 _FLAT = (str, int, float, bool, type(None))
 _set = object.__setattr__
 
@@ -76,17 +82,18 @@ def invocation_records(rows: Iterable[dict[str, Any]]) -> list[InvocationRecord]
         )
 
     def clean(value: Any) -> Any:
-        if isinstance(value, str):
-            return text(value)
-        if flat(value):
+        return text(value) if isinstance(value, str) else redact(value)
+
+    def clean_params(params: Any, is_flat: bool) -> Any:
+        if is_flat:
             # Flat parameters, the usual case: the same result as walking them.
-            return {text(k): text(v) if isinstance(v, str) else v for k, v in value.items()}
-        return redact(value)
+            return {text(k): text(v) if isinstance(v, str) else v for k, v in params.items()}
+        return redact(params)
 
     pairs: dict[tuple[str, Any], str] = {}
     keys: dict[str, str] = {}  # key -> redacted, for the parents that name them
 
-    def key_text(key: str, analyzer: Any, params: Any) -> str:
+    def key_text(key: str, analyzer: Any, params: Any, is_flat: bool) -> str:
         """The key redacted pair by pair: `"name":value` once each, not every key whole.
 
         A key is its analyzer's name and its parameters as JSON (`invocation_key`); a service
@@ -95,7 +102,7 @@ def invocation_records(rows: Iterable[dict[str, Any]]) -> list[InvocationRecord]
         Each pair keeps its name beside its value (`"token":"..."` is still an assignment).
         Only a key that is exactly its pairs' text is taken apart; any other is redacted whole.
         """
-        if not isinstance(analyzer, str) or not params or not flat(params):
+        if not isinstance(analyzer, str) or not params or not is_flat:
             return text(key)
         parts = []
         for name in sorted(params):
@@ -116,9 +123,12 @@ def invocation_records(rows: Iterable[dict[str, Any]]) -> list[InvocationRecord]
     records = []
     new = InvocationRecord.__new__
     for row in rows:
-        key, parent = row.get("key"), row.get("parent")
+        key, parent, params = row.get("key"), row.get("parent"), row.get("params")
+        is_flat = flat(params)
         if isinstance(key, str):
-            row["key"] = key_text(key, row.get("analyzer"), row.get("params"))
+            row["key"] = key_text(key, row.get("analyzer"), params, is_flat)
+        if params is not None:
+            row["params"] = clean_params(params, is_flat)
         if isinstance(parent, str):
             # As its own record's key reads (a parent's record comes first, a wave earlier).
             row["parent"] = keys.get(parent) or text(parent)

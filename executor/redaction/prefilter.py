@@ -145,6 +145,8 @@ class Screen:
         import ahocorasick
 
         self.count = len(patterns)
+        # The fewest characters a match takes: a shorter text cannot hold one.
+        self.widths = [_shortest(p) for p in patterns]
         self.always: set[int] = set()
         words: dict[tuple[str, bool], list[int]] = {}
         for i, pattern in enumerate(patterns):
@@ -166,10 +168,21 @@ class Screen:
 
     def candidates(self, text: str) -> list[int]:
         """Indices of the detectors that may match `text` (all of them if it is not ASCII)."""
+        length, widths = len(text), self.widths
         if not text.isascii():
-            return list(range(self.count))
+            return [i for i in range(self.count) if widths[i] <= length]
         chosen = set(self.always)
         for automaton, lower in self._sides:
             for _, indices in automaton.iter(text.lower() if lower else text):
                 chosen.update(indices)
-        return sorted(chosen)
+        return sorted(i for i in chosen if widths[i] <= length)
+
+
+def _shortest(pattern: re.Pattern[str]) -> int:
+    """The fewest characters any match of `pattern` holds (0 when it cannot be told)."""
+    if _parser is None:
+        return 0
+    try:
+        return int(_parser.parse(pattern.pattern, pattern.flags).getwidth()[0])
+    except Exception:
+        return 0

@@ -104,4 +104,5 @@ def test_what_a_pattern_requires():
     screen = Screen([re.compile(r"abc\d"), re.compile(r"\d{4}")])
     assert screen.candidates("xx abc1") == [0, 1]
     assert screen.candidates("nothing here") == [1]  # digits alone say too little: it runs
-    assert screen.candidates("ſabc") == [0, 1]  # not ASCII: everything runs
+    assert screen.candidates("ſabc") == [0, 1]  # not ASCII: everything long enough runs
+    assert screen.candidates("abc") == []  # shorter than any match of either
