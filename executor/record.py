@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from casebook.executor.redaction import redact_value, redactor
 from casebook.sdk.invocation import _KEY_ENCODER
 from casebook.sdk.models import Alert, Entity, Evidence, Mitigation, TimeWindow
+
+# Passed as the validation context by `finding_maker`, which redacts before it validates; no
+# one else holds this object, so no other caller can skip the step.
+_ALREADY_REDACTED: dict[str, Any] = {}
 
 
 class Redacted(BaseModel):
@@ -23,8 +27,8 @@ class Redacted(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _redacted(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
+    def _redacted(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict) or info.context is _ALREADY_REDACTED:
             return data
         if all(name in cls.model_fields for name in data):
             # The names are the record's own fields: only the values can hold a secret.
@@ -169,6 +173,44 @@ class FindingRecord(Redacted):
     )
     explains: list[str] = Field(default_factory=list, description="ids of findings it explains")
     owner: str | None = Field(default=None, description="team that owns the analyzer")
+
+
+_PLAIN_TYPES = frozenset((int, float, bool, type(None)))
+
+
+def finding_maker() -> Callable[..., FindingRecord]:
+    """`FindingRecord(**fields)` for the findings of one investigation, made faster.
+
+    The same redaction step, value by value (what `Redacted` does), with each distinct text
+    redacted once: entity names, facts and keys repeat across the findings of a large
+    investigation, more than the redaction step's own cache holds. Then validated as usual.
+    """
+    redact = redactor()
+    seen: dict[str, str] = {}
+
+    def clean(value: Any) -> Any:
+        kind = type(value)
+        if kind is str:
+            done = seen.get(value)
+            if done is None:
+                done = seen[value] = redact(value)
+            return done
+        if kind in _PLAIN_TYPES:
+            return value
+        if kind is dict:
+            return {clean(k): clean(v) for k, v in value.items()}
+        if kind is list or kind is tuple:
+            if all(type(v) in _PLAIN_TYPES for v in value):
+                return value  # numbers hold no text (as the redaction walk leaves them)
+            items = [clean(v) for v in value]
+            return items if kind is list else tuple(items)
+        return redact(value)
+
+    def make(**data: Any) -> FindingRecord:
+        clean_data = {name: clean(value) for name, value in data.items()}
+        return FindingRecord.model_validate(clean_data, context=_ALREADY_REDACTED)
+
+    return make
 
 
 class CauseRecord(Redacted):

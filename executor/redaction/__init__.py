@@ -111,6 +111,8 @@ def _redact(text: str, env_patterns: str) -> tuple[str, tuple[str, ...]]:
     # A detector the screen leaves out cannot match this text. One that runs and replaces a
     # secret may make the text match a later one, so the rest are screened again after it.
     candidates = screen.candidates(text)
+    if not candidates:
+        return text, ()
     position = 0
     while position < len(candidates):
         index = candidates[position]

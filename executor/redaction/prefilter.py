@@ -147,13 +147,13 @@ class Screen:
         self.count = len(patterns)
         # The fewest characters a match takes: a shorter text cannot hold one.
         self.widths = [_shortest(p) for p in patterns]
-        self.always: set[int] = set()
+        self.always: list[int] = []
         words: dict[tuple[str, bool], list[int]] = {}
         for i, pattern in enumerate(patterns):
             kept = [r for r in requirements(pattern)
                     if not any(len(s) == 1 and s.isalnum() for s in r.strings)]
             if not kept:
-                self.always.add(i)
+                self.always.append(i)
                 continue
             for string in kept[0].strings:
                 words.setdefault((string, kept[0].folded), []).append(i)
@@ -171,12 +171,13 @@ class Screen:
         length, widths = len(text), self.widths
         if not text.isascii():
             return [i for i in range(self.count) if widths[i] <= length]
-        chosen = set(self.always)
+        chosen = [i for i in self.always if widths[i] <= length]
         for automaton, lower in self._sides:
             for _, indices in automaton.iter(text.lower() if lower else text):
-                chosen.update(indices)
-        return sorted(i for i in chosen if widths[i] <= length)
-
+                chosen.extend(i for i in indices if widths[i] <= length)
+        if len(chosen) > 1:
+            chosen = sorted(set(chosen))
+        return chosen
 
 def _shortest(pattern: re.Pattern[str]) -> int:
     """The fewest characters any match of `pattern` holds (0 when it cannot be told)."""

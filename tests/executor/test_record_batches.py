@@ -149,3 +149,18 @@ def test_a_secret_in_an_argument_is_redacted_in_the_stored_key_and_everywhere_it
     ]
     (finding,) = record.findings
     assert finding.invocation == keys[1]  # the finding still names its invocation's record
+
+
+def test_findings_made_many_at_once_match_findings_made_one_by_one():
+    from casebook.executor.record import finding_maker
+
+    fields = record_fields(Outcome("leak", "leak", {}, Status.FOUND, finding=leak()))
+    fields.pop("explains")
+    data = dict(id="F1", analyzer="leak", invocation=f'leak{{"token":"{SECRET}"}}', **fields,
+                led_from=["F0"], explains=[], owner="payments")
+    make = finding_maker()
+    made = [make(**data), make(**data)]
+    alone = FindingRecord(**data)
+    assert [m.model_dump_json() for m in made] == [alone.model_dump_json()] * 2
+    assert SECRET not in made[0].model_dump_json()
+    assert made[0].title == "checkout leaks memory ([redacted stripe-key])"
