@@ -52,3 +52,17 @@ def test_a_collector_turned_off_elsewhere_stays_off():
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_investigations_that_always_overlap_still_collect(monkeypatch):
+    import casebook.executor.runtime.heap as heap
+
+    monkeypatch.setattr(heap, "LONGEST_PAUSE_S", 0.0)
+    collections = []
+    monkeypatch.setattr(gc, "collect", lambda *a: collections.append(a) or 0)
+    with collection_paused():
+        with collection_paused():
+            pass  # ends while the other runs, past the longest pause: it collects
+        assert collections == [()]
+        assert not gc.isenabled()
+    assert gc.isenabled()
