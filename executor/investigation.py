@@ -14,8 +14,9 @@ from casebook.executor.errors import UserError
 from casebook.executor.observability import trace_investigation
 from casebook.executor.planner import Limits, Plan
 from casebook.executor.ranking import rank_causes
-from casebook.executor.record import FindingRecord, InvestigationRecord, invocation_records
+from casebook.executor.record import InvestigationRecord, finding_maker, invocation_records
 from casebook.executor.runtime.contract import RunContext, Runtime
+from casebook.executor.runtime.heap import collection_paused
 from casebook.executor.shipped import found, record_fields
 from casebook.executor.verdict import failure_of, skipped_note
 from casebook.sdk.invocation import Outcome, Status
@@ -54,6 +55,7 @@ def window_for(alert: Alert, lookback: timedelta = DEFAULT_LOOKBACK,
     return TimeWindow(start=start, end=end)
 
 
+@collection_paused()
 def run_investigation(
     alert: Alert,
     *,
@@ -143,6 +145,7 @@ def _fill(record: InvestigationRecord, plan: Plan) -> None:
         if found(outcome):
             finding_ids[outcome.key] = f"F{len(finding_ids) + 1}"
 
+    finding_record = finding_maker()
     for outcome in order:
         if not found(outcome):
             continue
@@ -158,7 +161,7 @@ def _fill(record: InvestigationRecord, plan: Plan) -> None:
             everywhere = [finding_ids[k] for k in plan.by_analyzer.get(name, [])
                           if k in finding_ids]
             explains.extend(linked or everywhere)
-        record.findings.append(FindingRecord(
+        record.findings.append(finding_record(
             id=finding_ids[outcome.key], analyzer=outcome.analyzer, invocation=outcome.key,
             **fields, led_from=led_from, explains=list(dict.fromkeys(explains)),
             owner=_owner(plan, outcome.analyzer),

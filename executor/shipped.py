@@ -44,7 +44,9 @@ class ShippedFinding:
         self._model: Finding | None = None
 
     @classmethod
-    def of(cls, finding: Finding) -> ShippedFinding:
+    def of(cls, finding: Finding, keep_model: bool = True) -> ShippedFinding:
+        """`keep_model=False` when no analyzer reads this one's findings: nothing will ask for
+        the model, so it is not pickled (the largest part of a finding's cost in the worker)."""
         dumped = finding.model_dump(include={"entities", "evidence", "mitigations"})
         fields = {
             "title": finding.title, "summary": finding.summary,
@@ -54,11 +56,17 @@ class ShippedFinding:
             "onset": finding.onset, "facts": finding.facts(), "explains": list(finding.explains),
         }
         followups = tuple((f.analyzer, dict(f.params)) for f in finding.followups)
-        return cls(pickle.dumps(finding, protocol=5), finding.confidence, followups, fields)
+        blob = pickle.dumps(finding, protocol=5) if keep_model else b""
+        return cls(blob, finding.confidence, followups, fields)
 
     def model(self) -> Finding:
         """The finding itself (unpickled on first use)."""
         if self._model is None:
+            if not self.blob:
+                raise LookupError(
+                    f"the finding '{self.fields.get('title', '')}' was sent without its model: "
+                    "no analyzer of the registry reads its analyzer (upstream or fan-out)"
+                )
             self._model = pickle.loads(self.blob)
             self.blob = b""
         return self._model
@@ -91,7 +99,9 @@ class ResultColumns:
     findings: dict[int, ShippedFinding]
 
     @classmethod
-    def of(cls, outcomes: list[Outcome]) -> ResultColumns:
+    def of(cls, outcomes: list[Outcome], read: set[str] | None = None) -> ResultColumns:
+        """The outcomes as columns; `read` names the analyzers whose findings others read (their
+        models travel too), None keeps every model."""
         return cls(
             bytes(_STATUS_INDEX[Status(o.status)] for o in outcomes),
             array("d", (o.duration_ms for o in outcomes)),
@@ -99,8 +109,8 @@ class ResultColumns:
             array("q", (o.rows_read for o in outcomes)),
             array("d", (o.started_at.timestamp() for o in outcomes)),
             {i: o.error for i, o in enumerate(outcomes) if o.error is not None},
-            {i: ShippedFinding.of(o.finding) for i, o in enumerate(outcomes)
-             if o.finding is not None},
+            {i: ShippedFinding.of(o.finding, read is None or o.analyzer in read)
+             for i, o in enumerate(outcomes) if o.finding is not None},
         )
 
     @classmethod

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from casebook.executor.redaction.detectors import MARKER, OWN, Detector, vendor_detectors
+from casebook.executor.redaction.prefilter import Screen
 
 __all__ = [
     "MARKER", "PatternError", "configure", "redact", "redact_value", "redactor", "secrets_in",
@@ -36,6 +37,7 @@ def configure(patterns: list[str] | None = None) -> None:
     """Add operator patterns (from a configuration file) to the ones in CASEBOOK_REDACT_PATTERNS."""
     _configured[:] = list(patterns or [])
     _detectors.cache_clear()
+    _screened.cache_clear()
     _redact.cache_clear()
 
 
@@ -58,6 +60,13 @@ def _custom(sources: tuple[str, ...]) -> list[Detector]:
 def _detectors(env_patterns: str) -> tuple[Detector, ...]:
     custom = [p for p in env_patterns.splitlines() if p.strip()] + _configured
     return (*_custom(tuple(custom)), *OWN, *vendor_detectors())
+
+
+@lru_cache(maxsize=4)
+def _screened(env_patterns: str) -> tuple[tuple[Detector, ...], Screen]:
+    """The detectors, and what a text must hold for each to match (prefilter.py)."""
+    detectors = _detectors(env_patterns)
+    return detectors, Screen([d.pattern for d in detectors])
 
 
 def _all() -> tuple[Detector, ...]:
@@ -98,8 +107,21 @@ def _span(detector: Detector, match: re.Match[str]) -> tuple[int, int]:
 @lru_cache(maxsize=65536)
 def _redact(text: str, env_patterns: str) -> tuple[str, tuple[str, ...]]:
     found: list[str] = []
-    for detector in _detectors(env_patterns):
-        text = _replace(detector, text, found)
+    detectors, screen = _screened(env_patterns)
+    # A detector the screen leaves out cannot match this text. One that runs and replaces a
+    # secret may make the text match a later one, so the rest are screened again after it.
+    candidates = screen.candidates(text)
+    if not candidates:
+        return text, ()
+    position = 0
+    while position < len(candidates):
+        index = candidates[position]
+        position += 1
+        replaced = _replace(detectors[index], text, found)
+        if replaced != text:
+            text = replaced
+            candidates = [i for i in screen.candidates(text) if i > index]
+            position = 0
     return text, tuple(dict.fromkeys(found))
 
 
@@ -128,9 +150,30 @@ def redactor() -> Callable[[Any], Any]:
 
 
 _PLAIN = (int, float, bool, type(None))
+_PLAIN_TYPES = frozenset(_PLAIN)
+_TEXTUAL = (str, dict, list, tuple, BaseModel)
 
 
 def _walk(value: Any, env: str) -> Any:
+    kind = type(value)
+    if kind is str:
+        return value if len(value) < 6 else _redact(value, env)[0]
+    if kind in _PLAIN_TYPES:
+        return value
+    if kind is dict:
+        return {_walk(k, env): _walk(v, env) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        # Series points and numeric rows hold no text: keep them as they are.
+        if all(type(v) in _PLAIN_TYPES for v in value):
+            return value
+        if all(type(v) is str for v in value):
+            items = [v if len(v) < 6 else _redact(v, env)[0] for v in value]
+            return items if kind is list else tuple(items)
+    return _walk_any(value, env)
+
+
+def _walk_any(value: Any, env: str) -> Any:
+    """`_walk` for subclasses (a str enum, a dict subclass, a model): the general rules."""
     if isinstance(value, str):
         return value if len(value) < 6 else _redact(value, env)[0]
     if isinstance(value, _PLAIN):
@@ -139,8 +182,7 @@ def _walk(value: Any, env: str) -> Any:
         return {_walk(k, env): _walk(v, env) for k, v in value.items()}
     if isinstance(value, list | tuple):
         # Series points and numeric rows hold no text: keep them as they are.
-        if all(isinstance(v, _PLAIN) or not isinstance(v, str | dict | list | tuple | BaseModel)
-               for v in value):
+        if all(isinstance(v, _PLAIN) or not isinstance(v, _TEXTUAL) for v in value):
             return value
         items = [_walk(v, env) for v in value]
         return items if isinstance(value, list) else tuple(items)

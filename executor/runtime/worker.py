@@ -13,6 +13,7 @@ Imported only by the worker pool (`runtime.pool`), when it starts its first work
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 import threading
 import time
@@ -64,6 +65,7 @@ class OpenInvestigation:
     registry: Registry
     source: TelemetrySource
     telemetry: Telemetry
+    read: set[str]  # analyzers whose findings another one reads: only their models travel
 
 
 @ray.remote(concurrency_groups={"control": 1})
@@ -86,8 +88,10 @@ class InvestigationWorker:
         """The worker's process id, once it is up."""
         return os.getpid()
 
-    def run_batch(self, batch_id: int, boxed: list[Any], tasks: list[TaskWire]) -> ResultColumns:
-        """Run the tasks one after another; the results of those it ran, in order, as columns."""
+    def run_batch(self, batch_id: int, boxed: list[Any], wire: bytes) -> ResultColumns:
+        """Run the tasks (a pickled list of `TaskWire`) one after another; the results of those
+        it ran, in order, as columns."""
+        tasks: list[TaskWire] = pickle.loads(wire)
         with self._lock:
             if batch_id in self._skipped:
                 self._skipped.discard(batch_id)
@@ -140,7 +144,7 @@ class InvestigationWorker:
         finally:
             with self._lock:
                 self._current = self._last = None
-        return ResultColumns.of(results)
+        return ResultColumns.of(results, investigation.read)
 
     @ray.method(concurrency_group="control")
     def progress(self, cut_after_s: float, behind: list[int]) -> tuple[int, int, float] | None:
@@ -194,7 +198,8 @@ class InvestigationWorker:
             telemetry = source.open(context.window)
         if context.scans is not None:
             telemetry.sharer = partial(fetch_shared, context.scans, [context_ref])
-        opened = OpenInvestigation(context, registry, source, telemetry)
+        read = {name for spec in registry for name in spec.depends_on}
+        opened = OpenInvestigation(context, registry, source, telemetry, read)
         self._open[investigation_id] = opened
         return opened
 

@@ -52,6 +52,10 @@ def test_batch_records_accept_a_later_change_of_a_field():
     assert "status" in record.model_fields_set
 
 
+class Probe(Finding):
+    service: str
+
+
 class Leak(Finding):
     service: str
     growth_mb: float
@@ -89,3 +93,74 @@ def test_a_shipped_finding_makes_the_same_record_as_the_model():
     assert SECRET not in made
     assert followups_of(shipped) == followups_of(direct) == [("heap_dump", {"service": "checkout"})]
     assert found(shipped) and confidence_of(shipped) == 0.7
+
+
+def test_only_findings_another_analyzer_reads_travel_with_their_model():
+    read = Outcome("leak", "leak", {}, Status.FOUND, finding=leak())
+    unread = Outcome("leak2", "leak_twin", {}, Status.FOUND, finding=leak())
+    columns = pickle.loads(pickle.dumps(ResultColumns.of([read, unread], read={"leak"})))
+    kept, dropped = columns.outcomes([Task("leak", "leak", {}, {}, 5.0),
+                                      Task("leak2", "leak_twin", {}, {}, 5.0)])
+    assert model_of(kept) == leak()
+    assert followups_of(dropped) == [("heap_dump", {"service": "checkout"})]
+    assert record_fields(dropped) == record_fields(kept)
+    try:
+        model_of(dropped)
+    except LookupError as exc:
+        assert "no analyzer of the registry reads its analyzer" in str(exc)
+    else:
+        raise AssertionError("a finding sent without its model gave one")
+
+
+def test_a_secret_in_an_argument_is_redacted_in_the_stored_key_and_everywhere_it_goes():
+    """Keys are redacted pair by pair; a secret passed as a parameter still never leaves."""
+    from casebook.executor.investigation import run_investigation
+    from casebook.executor.runtime.local import LocalRuntime
+    from casebook.sdk import analyzer
+    from casebook.sdk.analyzer import spec_of
+    from casebook.sdk.registry import Registry
+    from casebook.sdk.testing import TinyStore, make_alert
+
+    @analyzer(name="token_probe")
+    def token_probe(service: str, token: str) -> Probe:
+        """Finds something for the service, with the token it was given."""
+        return Probe(title=f"{service} probed", summary="probed", category="code",
+                     confidence=0.5, entities=[Entity.service(service)], service=service)
+
+    @analyzer(name="dsn_probe")
+    def dsn_probe(service: str, dsn: str) -> Probe | None:
+        """Nothing, for a data source name with a password in it."""
+        return None
+
+    registry = Registry()
+    registry.add(spec_of(token_probe))
+    registry.add(spec_of(dsn_probe))
+    dsn = "postgres://orders:pg-Sup3rSecret@db.internal:5432/orders"
+    alert = make_alert("Errors", service="api", token=SECRET, dsn=dsn)
+    record = run_investigation(alert, registry=registry, source=TinyStore().source,
+                               runtime=LocalRuntime())
+    stored = record.model_dump_json()
+    assert SECRET not in stored and "pg-Sup3rSecret" not in stored
+    keys = sorted(i.key for i in record.invocations)
+    assert keys == [
+        'dsn_probe{"dsn":"postgres://orders:[redacted password]@db.internal:5432/orders",'
+        '"service":"api"}',
+        'token_probe{"service":"api","token":"[redacted stripe-key]"}',
+    ]
+    (finding,) = record.findings
+    assert finding.invocation == keys[1]  # the finding still names its invocation's record
+
+
+def test_findings_made_many_at_once_match_findings_made_one_by_one():
+    from casebook.executor.record import finding_maker
+
+    fields = record_fields(Outcome("leak", "leak", {}, Status.FOUND, finding=leak()))
+    fields.pop("explains")
+    data = dict(id="F1", analyzer="leak", invocation=f'leak{{"token":"{SECRET}"}}', **fields,
+                led_from=["F0"], explains=[], owner="payments")
+    make = finding_maker()
+    made = [make(**data), make(**data)]
+    alone = FindingRecord(**data)
+    assert [m.model_dump_json() for m in made] == [alone.model_dump_json()] * 2
+    assert SECRET not in made[0].model_dump_json()
+    assert made[0].title == "checkout leaks memory ([redacted stripe-key])"
