@@ -106,3 +106,6 @@ class QueryAnswers:
 
     def __len__(self) -> int:
         return len(self._kept)
+
+    def __bool__(self) -> bool:  # an empty cache is still a cache (`if source.answers:`)
+        return True
