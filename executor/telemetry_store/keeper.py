@@ -47,6 +47,7 @@ class SourceKeeper:
                 kept.uses += 1
                 return kept.source
         source = store.source(snapshot)
+        source.seal()  # now, not by two investigations opening their first windows at once
         with self._lock:
             self._kept[store.url] = _Kept(snapshot, source, 1)
         return source
