@@ -105,6 +105,7 @@ def run_investigation(
                     progress(finished, len(plan.nodes), outcome)
     finally:
         runtime.stop()
+        plan.telemetry.close()  # its source may be kept for the next investigation
 
     for node in plan.unfinished():
         reason = (f"not finished: the investigation deadline of {limits.deadline_s:g} s was "

@@ -66,6 +66,7 @@ def investigate(
     the store; how each answered is kept in the record, and one that fails is a note.
     """
     from casebook.executor.telemetry_store import TelemetryStore
+    from casebook.executor.telemetry_store.keeper import KEPT_SOURCES
 
     store = TelemetryStore.open(telemetry)  # its url is absolute (or s3://): workers read it
     pool = getattr(runtime, "pool", None)
@@ -83,7 +84,7 @@ def investigate(
 
         pulled = pull_sources(sources, window, store)
     record = run_investigation(
-        alert, registry=registry, source=store.source(), runtime=runtime, window=window,
+        alert, registry=registry, source=KEPT_SOURCES.source(store), runtime=runtime, window=window,
         limits=limits, store_path=store.url, packs=list(packs),
         investigation_id=investigation_id, progress=progress,
     )

@@ -175,6 +175,15 @@ class Claims:
 
 def extract(text: str) -> Claims:
     """The checkable claims in `text`, each as written (names keep their spelling)."""
+    # Findings repeat their words from one investigation to the next (the same analyzers,
+    # the same incident paging again): each text is read once; callers get their own lists.
+    read = _read_claims(text)
+    return Claims(list(read.numbers), list(read.times), list(read.dates), list(read.names),
+                  list(read.words))
+
+
+@lru_cache(maxsize=16384)
+def _read_claims(text: str) -> Claims:
     claims = Claims()
     text = _take(QUOTED, text, lambda m: None)
     text = _take(DATE, text, lambda m: claims.dates.append(m.group(0)))

@@ -328,8 +328,12 @@ class RayRuntime:
 
     def _finish(self, batch: Batch, status: str) -> None:
         slot = batch.slot
-        if slot.batches and slot.batches[0] is batch:
-            slot.batches.popleft()
+        # Not always the head: batches may come back out of order (on a cluster, or once the
+        # worker skipped some), and one left behind would hold its place in the pipeline.
+        for place, queued in enumerate(slot.batches):
+            if queued is batch:
+                del slot.batches[place]
+                break
         self._batches.pop(batch.ref, None)
         slot.head_since, slot.slow = time.monotonic(), False
         self._report(batch, status)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from typing import Any
 
 import ray
@@ -27,6 +27,7 @@ import ray
 from casebook.sdk.telemetry import QueryMemoryError, QueryResult, TelemetryError
 
 WAIT_STEP_S = 0.01
+KEPT_RESULTS = 64  # results kept in the object store per store snapshot
 ERRORS: dict[str, type[Exception]] = {
     "TelemetryError": TelemetryError,
     "QueryMemoryError": QueryMemoryError,
@@ -60,6 +61,9 @@ class _Source:
         self.source = source
         self.users = 0
         self.stale = False  # the store has changed since; closed once nobody reads it
+        # Results already in the object store, by window and query: the snapshot never changes,
+        # so a later investigation of the same window gets the same object, put once.
+        self.refs: OrderedDict[Any, Any] = OrderedDict()
 
 
 @ray.remote(max_concurrency=16)
@@ -152,7 +156,11 @@ class SharedScans:
                 if investigation.source is None:
                     investigation.source = self._source(context.store_path)
                     investigation.source.users += 1
-                source = investigation.source.source
+                kept = investigation.source
+                source = kept.source
+                put = _answer_key(source, context.window, query, params)
+                if put is not None and put in kept.refs:
+                    return [kept.refs[put]]
             telemetry = source.open(context.window)
         except Exception as exc:
             return ("TelemetryError", f"the shared scan could not open the window: {exc}")
@@ -166,7 +174,13 @@ class SharedScans:
         finally:
             scan.telemetry = None
             telemetry.close()
-        return [ray.put(result)]
+        ref = ray.put(result)
+        if put is not None:
+            with self._lock:
+                kept.refs[put] = ref
+                if len(kept.refs) > KEPT_RESULTS:
+                    kept.refs.popitem(last=False)
+        return [ref]
 
     def _source(self, store_path: str) -> _Source:
         """(Holding the lock.) The store's current connection, sealed with every thread here.
@@ -194,6 +208,14 @@ class SharedScans:
         return fresh
 
 
+def _answer_key(source: Any, window: Any, query: str, params: list[Any]) -> Any:
+    """The key of a repeatable query on a source that keeps answers, else None."""
+    answers = getattr(source, "answers", None)
+    if answers is None:
+        return None
+    return answers.key((window.start, window.end), query, params)
+
+
 def fetch_shared(
     scans: Any, context_box: list[Any], query: str, params: list[Any],
     interrupted: threading.Event,
@@ -206,9 +228,27 @@ def fetch_shared(
                 raise TimeoutError("query interrupted: the invocation ran past its timeout")
         answer = ray.get(ref)
         if isinstance(answer, list):
-            result: QueryResult = ray.get(answer[0])
-            return result
+            return _result_of(answer[0])
     except ray.exceptions.RayError:
         return None
     kind, message = answer
     raise ERRORS.get(kind, TelemetryError)(message)
+
+
+_READ: OrderedDict[bytes, QueryResult] = OrderedDict()
+_READ_LOCK = threading.Lock()
+
+
+def _result_of(ref: Any) -> QueryResult:
+    """The result behind a ref, read once per worker (what the object store holds never
+    changes, and the scans actor hands out the same ref for the same window and query)."""
+    key = ref.binary()
+    with _READ_LOCK:
+        known = _READ.get(key)
+    if known is None:
+        known = ray.get(ref)
+        with _READ_LOCK:
+            _READ[key] = known
+            if len(_READ) > KEPT_RESULTS // 2:
+                _READ.popitem(last=False)
+    return known

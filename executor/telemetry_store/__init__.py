@@ -18,6 +18,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from casebook.executor.telemetry_store.answers import QueryAnswers
 from casebook.executor.telemetry_store.conformance import (
     Batch,
     SchemaError,
@@ -156,9 +157,16 @@ class TelemetryStore:
         return con
 
     def source(self, snapshot: Snapshot | None = None) -> TelemetrySource:
-        """A `TelemetrySource` over this store, which opens window-scoped `Telemetry` handles."""
+        """A `TelemetrySource` over this store, which opens window-scoped `Telemetry` handles.
+
+        A Parquet store's source reads one snapshot for good, so it keeps the answers to the
+        queries it has run (`answers.QueryAnswers`) for every handle it opens later.
+        """
         readable = (str(self.path),) if self.path is not None else (self.url,)
-        return TelemetrySource(self.connect(snapshot), readable=readable)
+        source = TelemetrySource(self.connect(snapshot), readable=readable)
+        if self.layout == "parquet":
+            source.answers = QueryAnswers()
+        return source
 
     def row_counts(self) -> dict[str, int]:
         """Rows per table that holds data."""

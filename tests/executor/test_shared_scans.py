@@ -117,3 +117,31 @@ def test_waiting_for_a_slow_shared_query_times_out_like_the_query_itself(
     }
     # The next investigation is not held up by the scan left behind.
     assert len(investigate(ray_runtime, store_path, "Grouped").findings) == len(SERVICES)
+
+
+def test_the_same_window_is_answered_again_without_a_scan_until_new_data(ray_runtime, tmp_path):
+    path = tmp_path / "telemetry"
+    moment = DEFAULT_START - timedelta(minutes=5)
+    store = TelemetryStore.open(path, create=True)
+    store.append("logs", pa.Table.from_pylist(
+        [{"ts": moment, "service": s, "level": "info", "message": "ok"} for s in SERVICES]))
+    ray = ray_runtime.pool.ray
+
+    def scans_run() -> int:
+        scans = ray_runtime.pool.scans
+        return ray.get(scans.scans_run.remote()) if scans else 0
+
+    def rows(record) -> dict[str, int]:
+        return {f.facts["service"]: f.facts["rows"] for f in record.findings}
+
+    first = investigate(ray_runtime, path, "Grouped")
+    before = scans_run()
+    again = investigate(ray_runtime, path, "Grouped")
+    assert scans_run() == before  # the store is as it was: the result already put is reused
+    assert rows(again) == rows(first) == dict.fromkeys(SERVICES, 1)
+
+    store.append("logs", pa.Table.from_pylist(
+        [{"ts": moment, "service": SERVICES[0], "level": "info", "message": "more"}]))
+    after = investigate(ray_runtime, path, "Grouped")
+    assert scans_run() == before + 1
+    assert rows(after) == {**dict.fromkeys(SERVICES, 1), SERVICES[0]: 2}
