@@ -111,6 +111,7 @@ class EdgeGap(BaseModel):
     after_ms: float
     z: float
     slowed: bool
+    calls_after: int = FULL_CALLS_AFTER
 
 
 class NetworkSuspect(BaseModel):
@@ -269,6 +270,7 @@ def _gap(
         after_ms=round(after, 3),
         z=round(z, 3),
         slowed=slowed,
+        calls_after=calls,
     )
 
 
@@ -341,6 +343,8 @@ def _direction(
     slowed = [e for e in group if e.slowed]
     if not slowed or len(slowed) < MIN_SLOWED_SHARE * len(group):
         return None
+    if len(slowed) < 2 and all(e.calls_after < FULL_CALLS_AFTER for e in slowed):
+        return None  # one or two calls on one edge: a queue or a pause, not yet a link
     added = median(e.after_ms - e.usual_ms for e in group)
     if added < MIN_ADDED_MS:
         return None

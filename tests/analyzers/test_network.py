@@ -198,3 +198,17 @@ def test_the_split_is_where_the_alerted_latency_rose_not_the_alert():
     store = traffic(per_minute=1, minutes=20).add("metrics", p95)
     survey = run(network_survey, alert=late, store=store).finding
     assert survey.suspects == ["api"] and survey.onset == ONSET
+
+
+def test_two_slow_calls_on_a_single_edge_are_not_yet_a_delayed_link():
+    # web -> auth once a minute; since the onset two calls waited 120 ms on the wire: a queue
+    # or a pause at either end as much as a link, and nothing else of auth's to confirm it.
+    spans = []
+    for minute in range(-20, 2):
+        ts = ONSET + timedelta(minutes=minute, seconds=1)
+        wire = 120.0 if minute >= 0 else 2.0
+        spans += [span(f"t{minute}", "a", "", "web", "GET /", ts, 400.0),
+                  span(f"t{minute}", "f", "a", "web", "HTTP POST", ts, 30.0 + wire),
+                  span(f"t{minute}", "g", "f", "auth", "POST /check", ts, 30.0)]
+    assert run(network_survey, alert=alert(), store=TinyStore().add("spans", spans)) \
+        .finding is None
