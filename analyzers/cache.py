@@ -26,6 +26,7 @@ SAMPLES_SQL = """
 select ts, name, value from metrics
 where service = ? and name in ('cache_hit_ratio', 'cache_keys') and ts >= ? and ts <= ?
 order by ts"""
+DILUTION_SLACK = 0.75
 RESTART_SQL = """
 select min(ts) from events
 where service = ? and lower(kind) = 'restart' and ts >= ? and ts <= ?"""
@@ -60,8 +61,10 @@ def cache_collapse(alert: Alert, telemetry: Telemetry, cache: str,
     shift = find_shift(window, baseline, up=False, min_ratio=0.5)
     if shift is None:
         return None
-    onset = utc(_began(telemetry, cache, shift.onset, (shift.baseline + shift.level) / 2))
-    if traffic_surge is not None and traffic_surge.onset and traffic_surge.onset < onset:
+    began, restarted = _began(telemetry, cache, shift.onset, (shift.baseline + shift.level) / 2)
+    onset = utc(began)
+    if traffic_surge is not None and traffic_surge.onset and traffic_surge.onset < onset and \
+            not restarted and _diluted(shift.baseline, shift.level, traffic_surge.ratio):
         return None  # the traffic grew first: the cache dip follows it
     explained = [name for name, finding in (("traffic_surge", traffic_surge),
                                             ("compute_saturation", compute_saturation))
@@ -94,10 +97,19 @@ def cache_collapse(alert: Alert, telemetry: Telemetry, cache: str,
     )
 
 
-def _began(telemetry: Telemetry, cache: str, minute: datetime, low: float) -> datetime:
+def _diluted(baseline: float, level: float, surge_ratio: float) -> bool:
+    """Whether new traffic alone can explain the dip: a surge that multiplies the requests by r,
+    all of them misses, brings the hit ratio down to baseline / r at most. A deeper fall means
+    the cache lost what it held (a quarter of slack for noisy samples)."""
+    return level >= DILUTION_SLACK * baseline / max(surge_ratio, 1.0)
+
+
+def _began(telemetry: Telemetry, cache: str, minute: datetime,
+           low: float) -> tuple[datetime, bool]:
     """When the cache lost its contents, as exactly as the samples and events tell: a restart
     of the cache around the drop, else the sample before the first low hit ratio (or the first
-    key count under half the one before it), else the minute the per-minute series dropped."""
+    key count under half the one before it), else the minute the per-minute series dropped.
+    The flag says whether the cache restarted."""
     start, end = naive(minute) - timedelta(minutes=3), naive(minute) + timedelta(minutes=1)
     samples = telemetry.sql(SAMPLES_SQL, [cache, start, end]).rows
     previous: dict[str, tuple[datetime, float]] = {}
@@ -114,5 +126,5 @@ def _began(telemetry: Telemetry, cache: str, minute: datetime, low: float) -> da
         restart = telemetry.sql(RESTART_SQL, [cache, (began or start) - timedelta(minutes=1),
                                               end]).scalar()
         if restart is not None:
-            return restart
-    return began or minute
+            return restart, True
+    return began or minute, False

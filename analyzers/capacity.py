@@ -157,8 +157,9 @@ def traffic_surge(alert: Alert, telemetry: Telemetry, service: str,
     if route_surge is not None and service != route_surge.service and (
             service in route_surge.reached or service == route_surge.edge):
         carrier = route_surge.route
-        came = (f"; it came with {route_surge.route} at {route_surge.edge}, which ran "
-                f"{route_surge.service} out of capacity")
+        outcome = f"which ran {route_surge.service} out of capacity" if route_surge.ran_out \
+            else "which every service it reaches kept pace with"
+        came = f"; it came with {route_surge.route} at {route_surge.edge}, {outcome}"
     added = shift.level - shift.baseline
     from_new = f"; {share:.0%} of requests since come from {newcomers} new clients" \
         if newcomers else ""

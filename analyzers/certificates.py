@@ -20,8 +20,9 @@ CERT_METRIC = r"cert.*(remaining|expir|valid|ttl)"
 TLS_ERROR = r"(handshake|certificate|x509).*(fail|error|expired|bad|unknown|invalid)|" \
             r"(expired|bad|invalid).*certificate"
 
+# Failed handshakes are errors, retries, new code paths and waiting in the clients.
 CLIENT_SYMPTOMS = ["error_log_spike", "error_origin", "code_path_change", "retry_storm",
-                   "failure_origin"]
+                   "failure_origin", "latency_origin"]
 
 EXPIRED_SQL = """
 select service, name, min(ts) filter (where value <= 0) as expired_at, min(value) as lowest
@@ -67,6 +68,10 @@ def certificate_expiry(alert: Alert, telemetry: Telemetry) -> CertificateExpired
         when = min(r[1] for r in loggers.values())
     if server is None:
         return None
+    if loggers and when is not None:
+        # A lifetime sample at zero says it expired since the sample before; the first failed
+        # handshake may date it earlier.
+        when = min(naive(when), naive(min(r[1] for r in loggers.values())))
     said = (f"; {sum(r[2] for r in loggers.values())} TLS error line(s) from "
             f"{', '.join(sorted(loggers))}" if loggers else "")
     return CertificateExpired(
@@ -75,7 +80,6 @@ def certificate_expiry(alert: Alert, telemetry: Telemetry) -> CertificateExpired
         severity=Severity.CRITICAL, confidence=0.9 if how and loggers else 0.75,
         category="security", entities=[Entity.service(server)], evidence=evidence,
         onset=utc(when),
-        # Failed handshakes are errors, retries and new code paths in the clients.
         explains=CLIENT_SYMPTOMS,
         mitigations=[Mitigation(action=f"Renew and roll out {server}'s certificate; check "
                                        "the renewal job",

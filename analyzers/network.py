@@ -16,11 +16,12 @@ pins the delay to this side of the link.
 
 from __future__ import annotations
 
+from datetime import datetime
 from statistics import median
 
 from pydantic import BaseModel
 
-from casebook.analyzers.periods import naive, onset_of, with_history
+from casebook.analyzers.periods import naive, onset_of, series_onset, with_history
 from casebook.analyzers.resources import ResourceShortage
 from casebook.sdk import (
     Alert,
@@ -33,6 +34,7 @@ from casebook.sdk import (
     analyzer,
     from_finding,
 )
+from casebook.sdk.models import utc
 
 MIN_CALLS_BEFORE = 10  # calls on an edge before the onset to know its usual gap
 
@@ -87,11 +89,14 @@ with children as (
 select u.caller, u.callee, u.usual_gap, u.gap_spread, u.minutes_before, l.gap_after,
        l.calls_after
 from usual u join later l on u.caller = l.caller and u.callee = l.callee
-where l.calls_after >= 3
+where l.calls_after >= 1
 order by u.caller, u.callee""".replace("{min_calls}", str(MIN_CALLS_BEFORE))
 
 MIN_ADDED_MS = 10.0  # a gap must widen by at least this much...
 MIN_Z = 4.0  # ...and by this many robust standard deviations of its per-minute median
+# Calls after the onset for MIN_Z to suffice; fewer must stand out more (sampled traces of a
+# small service hold a call or two a quarter hour).
+FULL_CALLS_AFTER = 3
 MIN_SLOWED_SHARE = 0.5  # of the service's own edges
 MAX_SUSPECTS = 5
 PEER_EDGES = 2  # other edges a peer needs before its own clean edges clear it
@@ -106,6 +111,7 @@ class EdgeGap(BaseModel):
     after_ms: float
     z: float
     slowed: bool
+    calls_after: int = FULL_CALLS_AFTER
 
 
 class NetworkSuspect(BaseModel):
@@ -124,13 +130,14 @@ class NetworkSurvey(Finding):
 
 
 @analyzer(timeout_s=60, category="symptom", tags=("survey",),
-          reads=["spans.start_ts", "spans.duration_ms", "spans.parent_span_id"])
+          reads=["spans.start_ts", "spans.duration_ms", "spans.parent_span_id",
+                 "metrics:latency_p95_ms"])
 def network_survey(alert: Alert, telemetry: Telemetry) -> NetworkSurvey | None:
     """Services most of whose calls (in and out) spend much longer between client and server."""
     if not telemetry.has_table("spans"):
         return None
     history = with_history(telemetry, alert)
-    onset = naive(onset_of(alert))
+    onset = _symptom_onset(telemetry, alert)
     result = history.sql(GAPS_SQL, [onset])
     gaps = [_gap(*row) for row in result]
     by_service: dict[str, list[EdgeGap]] = {}
@@ -162,7 +169,7 @@ def network_survey(alert: Alert, telemetry: Telemetry) -> NetworkSurvey | None:
                 "minute before the onset and the gap after",
             )
         ],
-        onset=onset_of(alert),
+        onset=utc(onset),
         suspects=[s.service for s in placed],
         placed=placed,
     )
@@ -254,7 +261,8 @@ def _gap(
 ) -> EdgeGap:
     scale = max(1.4826 * (spread or 0.0), 0.1 * abs(usual), 1.0)
     z = (after - usual) / scale
-    slowed = after - usual >= MIN_ADDED_MS and z >= MIN_Z
+    needed = MIN_Z * max(1.0, FULL_CALLS_AFTER / max(calls, 1)) ** 0.5
+    slowed = after - usual >= MIN_ADDED_MS and z >= needed
     return EdgeGap(
         caller=caller,
         callee=callee,
@@ -262,7 +270,29 @@ def _gap(
         after_ms=round(after, 3),
         z=round(z, 3),
         slowed=slowed,
+        calls_after=calls,
     )
+
+
+LATENCY_SQL = """
+select time_bucket(interval '1 minute', ts) as minute, avg(value) as value
+from metrics where name = 'latency_p95_ms' and service = ? group by all order by minute"""
+
+
+def _symptom_onset(telemetry: Telemetry, alert: Alert) -> datetime:
+    """When the alerted service's latency began to rise (alerts wait for a breach to last, and
+    sampled traces of a small service may hold no call after the alert), else the alert."""
+    alert_at = naive(onset_of(alert))
+    if alert.service and telemetry.has_table("metrics"):
+        rows = telemetry.sql(LATENCY_SQL, [alert.service]).rows
+        values = [float(r[1]) for r in rows]
+        # A percentile of a minute's few requests dips now and then during a delay: a minute
+        # counts as high when it or the one before it was.
+        held = [max(values[max(i - 1, 0)], v) for i, v in enumerate(values)]
+        began = series_onset([r[0] for r in rows], held, alert_at)
+        if began is not None:
+            return min(began, alert_at)
+    return alert_at
 
 
 def _shadow(suspect: NetworkSuspect, suspects: dict[str, NetworkSuspect]) -> bool:
@@ -313,6 +343,8 @@ def _direction(
     slowed = [e for e in group if e.slowed]
     if not slowed or len(slowed) < MIN_SLOWED_SHARE * len(group):
         return None
+    if len(slowed) < 2 and all(e.calls_after < FULL_CALLS_AFTER for e in slowed):
+        return None  # one or two calls on one edge: a queue or a pause, not yet a link
     added = median(e.after_ms - e.usual_ms for e in group)
     if added < MIN_ADDED_MS:
         return None

@@ -61,7 +61,12 @@ where attributes['peer.service'] is not null and attributes['peer.service'] <> s
 MIN_RETRY_FACTOR = 1.3  # calls per calling span, after over before
 MIN_RATE_FACTOR = 1.8  # without traces: requests per minute, after over before
 MIN_RATE_OUTGROWN = 1.3  # the same, when its callers are known and sent no more than before
-MIN_FAILING = 0.3  # share of the calls to it that fail after the onset
+# Share of the calls to it that fail after the onset, and how much higher that must be than
+# before it. A dependency that fails 30% of its attempts shows 20-35% in a small sample (a
+# small dependency serves few requests a minute), so the floor sits below the smallest storm;
+# what tells a new failure from a usual error rate is the rise.
+MIN_FAILING = 0.2
+USUAL_FAILING_FACTOR = 4.0  # failing after at least this many times the share before
 MIN_PARENTS = 10  # calling spans before the onset (a usual number of calls per span)
 MIN_PARENTS_AFTER = 4  # calling spans after it: traces are sampled, the storm is minutes old
 MIN_RAISED = 0.5  # of the failed calls to a traced dependency, the share it failed by itself
@@ -154,6 +159,7 @@ def _from_spans(telemetry: Telemetry, alert_at: datetime,
         factor = attempts / len(after) / usual
         failed = sum(p[2] for p in after)
         failing = failed / attempts
+        usual_failing = sum(p[2] for p in before) / sum(p[1] for p in before)
         served = [e[1] for e in entries.get(callee, []) if e[0] >= split]
         raised = sum(served) / failed if served and failed else None
         shown.append([callee, f"{split:%H:%M}", len(before), round(usual, 2), len(after),
@@ -161,7 +167,7 @@ def _from_spans(telemetry: Telemetry, alert_at: datetime,
                       None if raised is None else round(raised, 3)])
         if raised is not None and raised < MIN_RAISED:
             continue  # it failed because its own callees failed or were slow: not the root
-        if factor >= MIN_RETRY_FACTOR and failing >= MIN_FAILING:
+        if factor >= MIN_RETRY_FACTOR and _newly_failing(failing, usual_failing):
             score = factor * failing
             if best is None or score > best[0]:
                 best = (score, callee, factor, failing)
@@ -197,8 +203,9 @@ def _from_counters(telemetry: Telemetry, alert_at: datetime,
         if before <= 0:
             continue
         factor = after / before
-        failing = errors.get(service, (0.0, 0.0))[1] / after if after else 0.0
-        if factor < MIN_RATE_OUTGROWN or failing < MIN_FAILING:
+        errors_before, errors_after = errors.get(service, (0.0, 0.0))
+        failing = errors_after / after if after else 0.0
+        if factor < MIN_RATE_OUTGROWN or not _newly_failing(failing, errors_before / before):
             continue
         if raised.get(service, 1.0) < MIN_RAISED:
             continue  # its traced failures came from its own callees: not the root
@@ -217,6 +224,12 @@ def _from_counters(telemetry: Telemetry, alert_at: datetime,
     shown = [[s, round(b, 2), round(a, 2)] for s, (b, a) in sorted(requests.items())]
     evidence = QueryResult("", [], ["service", "before", "after"], shown).evidence(note=note)
     return service, factor, failing, "request rate", evidence
+
+
+def _newly_failing(failing: float, usual: float) -> bool:
+    """Whether a share of failing calls is a new failure: high enough, and well above the share
+    that failed before the onset."""
+    return failing >= MIN_FAILING and failing >= USUAL_FAILING_FACTOR * usual
 
 
 def _raised_shares(telemetry: Telemetry, onsets: dict[str, datetime],

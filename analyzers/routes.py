@@ -54,6 +54,10 @@ group by all order by requests desc"""
 SURGE_RATIO = 1.5
 MIN_SAMPLES = 3  # entry spans of a service on each side of the onset
 RAN_OUT = 2.0  # own time per request this many times its usual: the service ran out
+# Own time measured on both sides of the onset and grown less than this everywhere the route
+# reaches: every service kept pace, so the extra demand is not why anything failed (a daily
+# swing or a client's retries, not a shortage).
+KEPT_PACE = 1.5
 NEAR_WORST = 1.5  # ran out within this factor of the worst counts as "as badly"
 LATE_ONSET = timedelta(minutes=5)  # a route surge after the alert did not cause it
 MAX_ACCOUNTS = 1000
@@ -71,6 +75,7 @@ class RouteSurge(Finding):
     new_clients: int
     new_client_share: float
     new_accounts: list[str] = []
+    ran_out: bool = True  # False: the traces show every service the route reaches kept pace
 
 
 @dataclass
@@ -113,6 +118,10 @@ def route_surge(alert: Alert, telemetry: Telemetry) -> RouteSurge | None:
     onset = naive(shift.onset)
     loads = _own_time(telemetry, edge, route, onset)
     service, own_ratio, how = _ran_out(edge, loads)
+    kept_pace = _kept_pace(service, loads)
+    if kept_pace:
+        how += (f"; its own time per request stayed at {own_ratio:.1f}x the usual, and no "
+                "service the route reaches ran out")
     clients = telemetry.sql(NEW_CLIENTS_SQL, [onset, edge, route, onset])
     new_requests = sum(r[1] for r in clients.rows)
     minutes_after = max((naive(telemetry.window.end) - onset).total_seconds() / 60, 1.0)
@@ -126,18 +135,23 @@ def route_surge(alert: Alert, telemetry: Telemetry) -> RouteSurge | None:
                                             "own ms after"], shown)
              .evidence(note=f"own time per request of the services {route} reaches")]
     added = shift.level - shift.baseline
+    outcome = "nothing behind it ran out" if kept_pace else f"{service} ran out of capacity"
     return RouteSurge(
-        title=f"{route} traffic up {shift.ratio:.1f}x; {service} ran out of capacity",
+        title=f"{route} traffic up {shift.ratio:.1f}x; {outcome}",
         summary=f"{route} at {edge} went from {shift.baseline:.0f} to {shift.level:.0f} "
                 f"requests per minute at {shift.onset:%H:%M} UTC (+{added:.0f}/min); {how}.",
-        severity=Severity.CRITICAL if shift.ratio >= 2 else Severity.WARNING,
-        confidence=0.8 if own_ratio >= RAN_OUT else 0.6, category="capacity",
-        entities=[Entity.service(service)], evidence=found, onset=utc(shift.onset),
+        severity=Severity.INFO if kept_pace else
+        Severity.CRITICAL if shift.ratio >= 2 else Severity.WARNING,
+        confidence=0.3 if kept_pace else 0.8 if own_ratio >= RAN_OUT else 0.6,
+        category="capacity", entities=[Entity.service(service)], evidence=found,
+        onset=utc(shift.onset),
         # A service out of capacity is slow and times out: its callers' errors, timeouts and
-        # retries, and the CPU it and the services behind it burn on the extra work.
-        explains=["traffic_surge", "compute_saturation", "cpu_contention", "retry_storm",
-                  "error_log_spike", "error_origin", "code_path_change", "latency_origin",
-                  "failure_origin"],
+        # retries, and the CPU it and the services behind it burn on the extra work. A surge
+        # that every service kept pace with explains no failure.
+        explains=[] if kept_pace else [
+            "traffic_surge", "compute_saturation", "cpu_contention", "retry_storm",
+            "error_log_spike", "error_origin", "code_path_change", "latency_origin",
+            "failure_origin"],
         mitigations=[Mitigation(action=f"Scale out {service} or rate-limit {route}",
                                 detail="the extra load arrives on one route", risk="low")],
         edge=edge, route=route, service=service, baseline_per_min=round(shift.baseline, 2),
@@ -145,6 +159,7 @@ def route_surge(alert: Alert, telemetry: Telemetry) -> RouteSurge | None:
         own_time_ratio=round(own_ratio, 2), reached=reached, new_clients=len(clients.rows),
         new_client_share=round(min(share, 1.0), 4),
         new_accounts=sorted(str(r[0]) for r in clients.rows[:MAX_ACCOUNTS]),
+        ran_out=not kept_pace,
     )
 
 
@@ -167,8 +182,9 @@ def _surging_route(alert: Alert, telemetry: Telemetry):
         now = QueryResult("", [], ["minute", "value"], rows[:-1])  # the last minute is partial
         before = QueryResult("", [], ["minute", "value"], history.get(key, []))
         shift = find_shift(now, before, up=True, min_ratio=SURGE_RATIO)
-        if shift is None or naive(shift.onset) > latest:
-            continue
+        if shift is None or naive(shift.onset) > latest or shift.onset == rows[0][0]:
+            continue  # none, after the alert, or already there when the window opens (a
+            # level the period before did not have is not an onset seen in the window)
         added = shift.level - shift.baseline
         if best is None or added > best[0]:
             best = (added, key, shift, now)
@@ -251,6 +267,14 @@ def _ran_out(edge: str, loads: dict[str, _Load]) -> tuple[str, float, str]:
         service = min(first, key=lambda s: (loads[s].order, s))
         return service, ratios.get(service, 1.0), f"{edge} sends the route to {service} first"
     return edge, ratios.get(edge, 1.0), f"{edge} serves the route itself"
+
+
+def _kept_pace(service: str, loads: dict[str, _Load]) -> bool:
+    """Whether the traces show every service the route reaches keeping pace: the named one
+    measured on both sides of the onset, and no measured own time grown KEPT_PACE or more."""
+    ratios = [r for load in loads.values() if (r := load.ratio()) is not None]
+    return service in loads and loads[service].ratio() is not None and \
+        max(ratios) < KEPT_PACE
 
 
 def _median(values: list[float]) -> float | None:

@@ -12,6 +12,8 @@ explains something is always listed, however small its share of the top cause.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from casebook.executor.attribution import is_change
 from casebook.executor.record import CauseRecord, FindingRecord
 from casebook.sdk.models import Entity
@@ -23,6 +25,9 @@ MIN_SHARE_OF_TOP = 0.25
 ABSORBED_FACTOR = 0.8
 LOCATION_ONLY = {"other", "symptom"}  # what an explained finding adds to the cause that explains it
 MAX_CAUSES = 5
+# How much earlier than its explainer an explained finding may be dated: onsets are read from
+# per-minute series and alerts, a few minutes coarse.
+EARLIER_SLACK = timedelta(minutes=3)
 
 
 def finding_weight(finding: FindingRecord, explained: set[str]) -> float:
@@ -36,6 +41,8 @@ def finding_weight(finding: FindingRecord, explained: set[str]) -> float:
 
 def rank_causes(findings: list[FindingRecord], limit: int = MAX_CAUSES) -> list[CauseRecord]:
     """The probable causes, best first; contributing causes close to the top stand together."""
+    by_id = {f.id: f for f in findings}
+    findings = [_without_earlier(f, by_id) for f in findings]
     explained = {fid for f in findings for fid in f.explains}
     by_id = {f.id: f for f in findings}
     groups: dict[tuple[str, str, str], list[tuple[float, FindingRecord]]] = {}
@@ -115,6 +122,18 @@ def _merge_locations(groups: dict[tuple[str, str, str], list[tuple[float, Findin
         best = max(specific, key=lambda k: max(w for w, _ in groups[k]))
         present = {f.id for _, f in groups[best]}
         groups[best].extend(m for m in groups.pop(key) if m[1].id not in present)
+
+
+def _without_earlier(finding: FindingRecord, by_id: dict[str, FindingRecord]) -> FindingRecord:
+    """The finding without its claims on findings that began well before it: what came first
+    was not caused by it (a route surge that began after the errors it would explain)."""
+    if finding.onset is None:
+        return finding
+    kept = [fid for fid in finding.explains if (other := by_id.get(fid)) is None
+            or other.onset is None or other.onset >= finding.onset - EARLIER_SLACK]
+    if len(kept) == len(finding.explains):
+        return finding
+    return finding.model_copy(update={"explains": kept})
 
 
 def _key(finding: FindingRecord) -> tuple[str, str, str]:

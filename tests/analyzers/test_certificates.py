@@ -46,3 +46,13 @@ def test_without_the_metric_the_callee_whose_spans_stopped_is_the_server():
 def test_no_certificate_trouble_no_finding():
     store = TinyStore().add("logs", [log(ONSET, "web", "error", "card declined")])
     assert run(certificate_expiry, alert=ALERT, store=store).finding is None
+
+
+def test_a_handshake_failing_before_the_zero_sample_dates_the_expiry():
+    store = handshakes(with_metric=True).add("logs", [log(
+        ONSET - timedelta(seconds=40), "web", "error", "x509: certificate has expired")])
+    finding = run(certificate_expiry, alert=ALERT, store=store).finding
+    assert finding.onset == ONSET - timedelta(seconds=40)
+    assert finding.summary.startswith("payments: its certificate lifetime "
+                                      "(tls_cert_remaining_seconds) reached zero at 11:59 UTC")
+    assert "latency_origin" in finding.explains  # clients wait on the failed handshakes

@@ -12,12 +12,13 @@ from casebook.sdk.testing import DEFAULT_START, TinyStore, make_alert, run, span
 ONSET = DEFAULT_START
 
 
-def traffic(delay_ms: float = 100.0, per_minute: int = 4, minutes: int = 8) -> TinyStore:
-    """web -> api -> db and web -> auth, `minutes` before the onset and 4 after; from the
-    onset every packet to or from api waits `delay_ms` more."""
+def traffic(delay_ms: float = 100.0, per_minute: int = 4, minutes: int = 8,
+            after: int = 4, minutes_after: int = 4) -> TinyStore:
+    """web -> api -> db and web -> auth, `minutes` before the onset and `after` a minute for
+    `minutes_after` after; from the onset every packet to or from api waits `delay_ms` more."""
     spans = []
-    for minute in range(-minutes, 4):
-        for i in range(per_minute if minute < 0 else 4):
+    for minute in range(-minutes, minutes_after):
+        for i in range(per_minute if minute < 0 else after):
             ts = ONSET + timedelta(minutes=minute, seconds=10 * i + 1)
             trace = f"t{minute + 100}{i}"
             extra = delay_ms if minute >= 0 else 0.0
@@ -178,3 +179,36 @@ def test_sampled_traces_with_a_call_a_minute_still_show_the_delay():
     assert survey.suspects == ["api"]
     assert run(network_survey, alert=alert(),
                store=traffic(per_minute=1, minutes=6)).finding is None  # too few to know
+
+
+def test_one_sampled_call_after_the_onset_shows_a_delay_that_stands_out():
+    # A small service in sampled traces: a single call since the onset, 100 ms on the wire
+    # where it used to be 2.
+    one = traffic(per_minute=1, minutes=20, after=1, minutes_after=1)
+    assert run(network_survey, alert=alert(), store=one).finding.suspects == ["api"]
+
+
+def test_the_split_is_where_the_alerted_latency_rose_not_the_alert():
+    # The alert fires four minutes after the delay began, when no sampled call has come since.
+    late = make_alert("FrontendSlow", service="web", starts_at=ONSET + timedelta(minutes=4))
+    p95 = [{"ts": ONSET + timedelta(minutes=m), "name": "latency_p95_ms", "service": "web",
+            "value": 300.0 if m >= 0 else 100.0 + m % 3} for m in range(-40, 8)]
+    assert run(network_survey, alert=late, store=traffic(per_minute=1, minutes=20)) \
+        .finding is None
+    store = traffic(per_minute=1, minutes=20).add("metrics", p95)
+    survey = run(network_survey, alert=late, store=store).finding
+    assert survey.suspects == ["api"] and survey.onset == ONSET
+
+
+def test_two_slow_calls_on_a_single_edge_are_not_yet_a_delayed_link():
+    # web -> auth once a minute; since the onset two calls waited 120 ms on the wire: a queue
+    # or a pause at either end as much as a link, and nothing else of auth's to confirm it.
+    spans = []
+    for minute in range(-20, 2):
+        ts = ONSET + timedelta(minutes=minute, seconds=1)
+        wire = 120.0 if minute >= 0 else 2.0
+        spans += [span(f"t{minute}", "a", "", "web", "GET /", ts, 400.0),
+                  span(f"t{minute}", "f", "a", "web", "HTTP POST", ts, 30.0 + wire),
+                  span(f"t{minute}", "g", "f", "auth", "POST /check", ts, 30.0)]
+    assert run(network_survey, alert=alert(), store=TinyStore().add("spans", spans)) \
+        .finding is None

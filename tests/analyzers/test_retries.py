@@ -78,17 +78,19 @@ def sampled(failing_callee: str | None = None) -> list[dict]:
     return rows
 
 
-def rates(flags_after: float, api_after: float = 500.0) -> list[dict]:
-    """flags serves 20 requests a minute and fails none; from five minutes before the alert
-    `flags_after`, 45% of them failing; api serves 500 a minute, then `api_after` with 30%
-    failing."""
+def rates(flags_after: float, api_after: float = 500.0, failing: float = 0.45,
+          usual: float = 0.0) -> list[dict]:
+    """flags serves 20 requests a minute and fails `usual` of them; from five minutes before
+    the alert `flags_after`, `failing` of them failing; api serves 500 a minute, then
+    `api_after` with 30% failing."""
     rows = []
     for minute in range(-30, 10):
         ts = ONSET + timedelta(minutes=minute)
         after = minute >= -5
         for service, requests, errors in (
                 ("api", api_after if after else 500.0, 0.3 * api_after if after else 1.0),
-                ("flags", flags_after if after else 20.0, 0.45 * flags_after if after else 0.0)):
+                ("flags", flags_after if after else 20.0,
+                 failing * flags_after if after else usual * 20.0)):
             rows += [{"ts": ts, "name": "http_requests_total", "service": service,
                       "value": requests},
                      {"ts": ts, "name": "http_errors_total", "service": service,
@@ -111,3 +113,16 @@ def test_a_request_rate_that_outgrew_its_callers_is_a_storm_below_the_jump_alone
 def test_a_dependency_failing_because_its_own_callee_fails_is_not_the_root():
     store = TinyStore().add("spans", sampled(failing_callee="ledger") * 1)
     assert run(retry_storm, alert=ALERT, store=store).finding is None
+
+
+def test_a_small_dependency_newly_failing_a_quarter_of_its_calls_is_a_storm():
+    # A dependency failing 30% of its attempts shows 20-35% in a few requests a minute.
+    store = TinyStore().add("metrics", rates(flags_after=30.0, failing=0.25)) \
+        .add("spans", sampled())
+    finding = run(retry_storm, alert=ALERT, store=store).finding
+    assert finding.dependency == "flags" and finding.summary.startswith(
+        "flags failed 25% of its calls after 11:55 UTC")
+    # The same share, from a service that failed a tenth of its calls before, is its usual.
+    usual = TinyStore().add("metrics", rates(flags_after=30.0, failing=0.25, usual=0.1)) \
+        .add("spans", sampled())
+    assert run(retry_storm, alert=ALERT, store=usual).finding is None

@@ -133,3 +133,28 @@ def test_a_batch_of_new_accounts_on_the_route_is_abuse_of_the_routes_service():
         assert (cohort.entities[0].name if cohort else None) == expected
         if cohort:
             assert cohort.category == "abuse" and "route_surge" in cohort.explains
+
+
+def test_a_surge_every_service_kept_pace_with_explains_no_failure():
+    finding = surge(store(slow=()))
+    assert finding.title == "GET /orders traffic up 3.0x; nothing behind it ran out"
+    assert finding.summary.endswith(
+        "gw sends the route to orders first; its own time per request stayed at 1.0x the "
+        "usual, and no service the route reaches ran out.")
+    assert finding.confidence == 0.3 and finding.explains == [] and not finding.ran_out
+    carried = run(traffic_surge, alert=ALERT, store=store(slow=()), params={"service": "stock"},
+                  upstream={"compute_saturation": None, "route_surge": finding}).finding
+    assert carried.summary.endswith(
+        "it came with GET /orders at gw, which every service it reaches kept pace with.")
+
+
+def test_a_level_already_there_when_the_window_opens_is_no_onset():
+    # The period before the window was quieter, but inside the window the route never rose.
+    window_start = ALERT.starts_at - timedelta(minutes=60)
+    quiet = [{"ts": window_start - timedelta(minutes=m), "service": "gw", "route": "GET /orders",
+              "account_id": f"u-{m % 20}", "status": 200} for m in range(1, 40)]
+    busy = [{"ts": window_start + timedelta(minutes=m, seconds=k), "service": "gw",
+             "route": "GET /orders", "account_id": f"u-{(m + k) % 20}", "status": 200}
+            for m in range(0, 70) for k in range(3)]
+    data = TinyStore().add("requests", quiet + busy).add("spans", traces())
+    assert surge(data) is None

@@ -40,6 +40,20 @@ def test_on_a_tie_the_earlier_onset_wins():
     assert causes[0].category == "cache"
 
 
+def test_what_began_well_before_a_finding_is_not_explained_by_it():
+    # A route surge from 12:14 cannot have caused errors from 12:08; the deploy at 12:00 did.
+    errors = finding("F1", "code", "auth", confidence=0.6, severity="warning", minute=8)
+    deploy = finding("F2", "deploy", "auth", confidence=0.5, explains=["F1"], minute=0)
+    surge = finding("F3", "capacity", "auth", confidence=0.6, explains=["F1"], minute=14)
+    causes = rank_causes([errors, deploy, surge])
+    assert [(c.category, c.finding_ids) for c in causes][:2] == [
+        ("deploy", ["F2", "F1"]), ("capacity", ["F3"])]
+    # Within three minutes (onsets are a minute or so coarse) the claim stands.
+    near = finding("F3", "capacity", "auth", confidence=0.6, explains=["F1"], minute=10)
+    assert "F1" in next(c for c in rank_causes([errors, deploy, near])
+                        if c.category == "capacity").finding_ids
+
+
 def test_results_store_round_trip(tmp_path):
     alert = make_alert("Errors", service="api")
     record = InvestigationRecord(
