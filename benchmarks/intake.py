@@ -26,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -218,12 +218,18 @@ class Service:
         self.log.close()
 
 
+STAGGER_S = 0.0  # --stagger: seconds between the start times of successive alerts
+
+
 def alert(index: int, tag: str) -> dict:
+    # With a stagger every alert has its own window, so no query is answered from the answers
+    # kept for an earlier alert's window (executor/telemetry_store/answers.py).
+    starts = INCIDENT_START + timedelta(seconds=index * STAGGER_S)
     return {
         "status": "firing",
         "labels": {**KV_LABELS, "replica": f"{tag}-{index}"},
         "annotations": {},
-        "startsAt": INCIDENT_START.isoformat().replace("+00:00", "Z"),
+        "startsAt": starts.isoformat().replace("+00:00", "Z"),
         "endsAt": "0001-01-01T00:00:00Z",
         "fingerprint": f"{tag}-{index:07d}",
     }
@@ -362,6 +368,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
         ),
         "steady": {
             "rate_per_s": args.rate,
+            "stagger_s": args.stagger,
             "alerts": sent,
             "sending_s": round(sending_s, 1),
             "investigated": len(finished),
@@ -418,7 +425,14 @@ def main() -> None:
         "--drain-timeout", type=float, default=600.0,
         help="seconds to wait, after the stream, for its backlog to be investigated",
     )
+    parser.add_argument(
+        "--stagger", type=float, default=0.0,
+        help="seconds between successive alerts' start times (each its own window; default: "
+        "all start together, as one incident's alerts do)",
+    )
     args = parser.parse_args()
+    global STAGGER_S
+    STAGGER_S = args.stagger
     result = run(args)
     if args.json:
         print(json.dumps(result, indent=2))
