@@ -12,6 +12,7 @@ from typing import Any
 
 import duckdb
 
+from casebook.executor.absent_modules import remember_absent
 from casebook.executor.errors import UserError
 from casebook.executor.record import (
     CauseRecord,
@@ -21,6 +22,8 @@ from casebook.executor.record import (
     NarrativeRecord,
 )
 from casebook.sdk.models import Alert, TimeWindow
+
+remember_absent()  # DuckDB looks for pandas on every statement with parameters
 
 DEFAULT_RESULTS = Path(".casebook") / "results.duckdb"
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from casebook.executor.absent_modules import remember_absent
 from casebook.executor.telemetry_store.answers import QueryAnswers
 from casebook.executor.telemetry_store.conformance import (
     Batch,
@@ -35,6 +36,8 @@ from casebook.executor.telemetry_store.partitions import GRACE, Compaction, Parq
 from casebook.executor.telemetry_store.temp_files import remove_stale_temp_files
 from casebook.sdk.schema import CORE_TABLES, time_column_of
 from casebook.sdk.telemetry import RAW_SCHEMA, TelemetrySource
+
+remember_absent()  # DuckDB looks for pandas on every statement with parameters
 
 DUCKDB_SUFFIXES = (".duckdb", ".db")
 ATTACHED = "casebook_store"
