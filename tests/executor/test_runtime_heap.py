@@ -57,7 +57,8 @@ def test_a_collector_turned_off_elsewhere_stays_off():
 def test_investigations_that_always_overlap_still_collect(monkeypatch):
     import casebook.executor.runtime.heap as heap
 
-    monkeypatch.setattr(heap, "LONGEST_PAUSE_S", 0.0)
+    readings = iter([0.0, heap.LONGEST_PAUSE_S + 1])  # the pause begins; the inner one ends
+    monkeypatch.setattr(heap, "clock", lambda: next(readings))
     collections = []
     monkeypatch.setattr(gc, "collect", lambda *a: collections.append(a) or 0)
     with collection_paused():
@@ -65,4 +66,18 @@ def test_investigations_that_always_overlap_still_collect(monkeypatch):
             pass  # ends while the other runs, past the longest pause: it collects
         assert collections == [()]
         assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+def test_overlaps_shorter_than_the_longest_pause_do_not_collect(monkeypatch):
+    import casebook.executor.runtime.heap as heap
+
+    readings = iter([0.0, heap.LONGEST_PAUSE_S - 1])
+    monkeypatch.setattr(heap, "clock", lambda: next(readings))
+    collections = []
+    monkeypatch.setattr(gc, "collect", lambda *a: collections.append(a) or 0)
+    with collection_paused():
+        with collection_paused():
+            pass
+        assert collections == []
     assert gc.isenabled()
