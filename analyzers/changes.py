@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import deque
 from datetime import datetime
 
+from casebook.analyzers.dependencies import CALL_EDGES_SQL
 from casebook.analyzers.periods import naive
 from casebook.sdk import Alert, Entity, Finding, Severity, Telemetry, analyzer, quoted
 from casebook.sdk.models import utc
@@ -30,13 +31,6 @@ VERSION_KEYS = ("version", "service.version")
 CHANGES_SQL = f"""
 select ts, kind, service, summary, attributes from events
 where ts <= ? order by ts desc limit {MAX_CHANGES}"""
-EDGES_SQL = """
-select distinct p.service as caller, c.service as callee
-from spans c join spans p on c.trace_id = p.trace_id and c.parent_span_id = p.span_id
-where c.service <> p.service
-union
-select distinct service, attributes['peer.service'] from spans
-where attributes['peer.service'] is not null and attributes['peer.service'] <> service"""
 SPLIT_SPANS_SQL = """
 select coalesce(attributes['version'], attributes['service.version']) as version,
        count(*) as requests, avg((status = 'error')::int) as error_ratio,
@@ -138,7 +132,7 @@ def _callers(telemetry: Telemetry, service: str, down: bool = False) -> dict[str
     if not telemetry.has_table("spans"):
         return {}
     edges: dict[str, set[str]] = {}
-    for caller, callee in telemetry.shared(EDGES_SQL):
+    for caller, callee in telemetry.shared(CALL_EDGES_SQL):
         if down:
             edges.setdefault(caller, set()).add(callee)
         else:

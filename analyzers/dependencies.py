@@ -19,6 +19,15 @@ select p.service as caller, c.service as callee, count(*) as calls
 from spans c join spans p on c.trace_id = p.trace_id and c.parent_span_id = p.span_id
 where c.service <> p.service
 group by all order by calls desc"""
+# Who calls whom, from parent spans and from the `peer.service` a client span names (a callee
+# that sends no spans of its own). One text, so every analyzer reading it shares one scan.
+CALL_EDGES_SQL = """
+select distinct p.service as caller, c.service as callee
+from spans c join spans p on c.trace_id = p.trace_id and c.parent_span_id = p.span_id
+where c.service <> p.service
+union
+select distinct service, attributes['peer.service'] from spans
+where attributes['peer.service'] is not null and attributes['peer.service'] <> service"""
 TABLE_EDGES_SQL = "select distinct caller, callee from calls where caller <> callee"
 
 # A callee accounts for its caller's anomaly when its own change is at least this share of it,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from casebook.analyzers.dependencies import CALL_EDGES_SQL
 from casebook.analyzers.periods import METRIC_LEAD, naive, onset_of, series_onset
 from casebook.analyzers.shapes import counter_rates
 from casebook.sdk import (
@@ -51,13 +52,6 @@ select c.service, c.start_ts,
        (c.status = 'error')::int as failed
 from spans c left join spans p on c.trace_id = p.trace_id and c.parent_span_id = p.span_id
 where p.span_id is null or p.service <> c.service"""
-CALLERS_SQL = """
-select distinct p.service as caller, c.service as callee
-from spans c join spans p on c.trace_id = p.trace_id and c.parent_span_id = p.span_id
-where c.service <> p.service
-union
-select distinct service, attributes['peer.service'] from spans
-where attributes['peer.service'] is not null and attributes['peer.service'] <> service"""
 MIN_RETRY_FACTOR = 1.3  # calls per calling span, after over before
 MIN_RATE_FACTOR = 1.8  # without traces: requests per minute, after over before
 MIN_RATE_OUTGROWN = 1.3  # the same, when its callers are known and sent no more than before
@@ -252,7 +246,7 @@ def _callers(telemetry: Telemetry) -> dict[str, set[str]] | None:
     if not telemetry.has_table("spans"):
         return None
     graph: dict[str, set[str]] = {}
-    for caller, callee in telemetry.shared(CALLERS_SQL).rows:
+    for caller, callee in telemetry.shared(CALL_EDGES_SQL).rows:
         graph.setdefault(callee, set()).add(caller)
     return graph or None
 
