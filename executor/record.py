@@ -68,30 +68,20 @@ def invocation_records(rows: Iterable[dict[str, Any]]) -> list[InvocationRecord]
     executor with the declared types. A row that holds every field, and nothing else, becomes
     its record's fields as it is (what `model_construct` does, without its per-field loop).
     """
-    redact = redactor()
     # Parents are other invocations' keys, parameter values repeat across analyzers (a service
     # name in many keys): each distinct text is redacted once here, whatever the size of the
     # redaction step's own cache.
-    seen: dict[str, str] = {}
-
-    def text(value: str) -> str:
-        done = seen.get(value)
-        if done is None:
-            done = seen[value] = redact(value)
-        return done
+    redact = redactor(remember=True)
 
     def flat(params: Any) -> bool:
         return isinstance(params, dict) and all(
             isinstance(k, str) and isinstance(v, _FLAT) for k, v in params.items()
         )
 
-    def clean(value: Any) -> Any:
-        return text(value) if isinstance(value, str) else redact(value)
-
     def clean_params(params: Any, is_flat: bool) -> Any:
         if is_flat:
             # Flat parameters, the usual case: the same result as walking them.
-            return {text(k): text(v) if isinstance(v, str) else v for k, v in params.items()}
+            return {redact(k): redact(v) if isinstance(v, str) else v for k, v in params.items()}
         return redact(params)
 
     pairs: dict[tuple[str, Any], str] = {}
@@ -107,7 +97,7 @@ def invocation_records(rows: Iterable[dict[str, Any]]) -> list[InvocationRecord]
         Only a key that is exactly its pairs' text is taken apart; any other is redacted whole.
         """
         if not isinstance(analyzer, str) or not params or not is_flat:
-            return text(key)
+            return redact(key)
         parts = []
         for name in sorted(params):
             value = params[name]
@@ -117,8 +107,8 @@ def invocation_records(rows: Iterable[dict[str, Any]]) -> list[InvocationRecord]
                     _KEY_ENCODER.encode(value)
             parts.append(pair)
         if key != analyzer + "{" + ",".join(parts) + "}":
-            return text(key)
-        done = keys[key] = text(analyzer) + "{" + ",".join(text(p) for p in parts) + "}"
+            return redact(key)
+        done = keys[key] = redact(analyzer) + "{" + ",".join(redact(p) for p in parts) + "}"
         return done
 
     order = list(InvocationRecord.__pydantic_fields__)
@@ -135,11 +125,11 @@ def invocation_records(rows: Iterable[dict[str, Any]]) -> list[InvocationRecord]
             row["params"] = clean_params(params, is_flat)
         if isinstance(parent, str):
             # As its own record's key reads (a parent's record comes first, a wave earlier).
-            row["parent"] = keys.get(parent) or text(parent)
+            row["parent"] = keys.get(parent) or redact(parent)
         for name in _OTHER_TEXT:
             value = row.get(name)
             if value is not None:
-                row[name] = clean(value)
+                row[name] = redact(value)
         if not direct or row.keys() != every:
             records.append(InvocationRecord.model_construct(every, **row))
             continue
@@ -175,9 +165,6 @@ class FindingRecord(Redacted):
     owner: str | None = Field(default=None, description="team that owns the analyzer")
 
 
-_PLAIN_TYPES = frozenset((int, float, bool, type(None)))
-
-
 def finding_maker() -> Callable[..., FindingRecord]:
     """`FindingRecord(**fields)` for the findings of one investigation, made faster.
 
@@ -185,26 +172,7 @@ def finding_maker() -> Callable[..., FindingRecord]:
     redacted once: entity names, facts and keys repeat across the findings of a large
     investigation, more than the redaction step's own cache holds. Then validated as usual.
     """
-    redact = redactor()
-    seen: dict[str, str] = {}
-
-    def clean(value: Any) -> Any:
-        kind = type(value)
-        if kind is str:
-            done = seen.get(value)
-            if done is None:
-                done = seen[value] = redact(value)
-            return done
-        if kind in _PLAIN_TYPES:
-            return value
-        if kind is dict:
-            return {clean(k): clean(v) for k, v in value.items()}
-        if kind is list or kind is tuple:
-            if all(type(v) in _PLAIN_TYPES for v in value):
-                return value  # numbers hold no text (as the redaction walk leaves them)
-            items = [clean(v) for v in value]
-            return items if kind is list else tuple(items)
-        return redact(value)
+    clean = redactor(remember=True)
 
     def make(**data: Any) -> FindingRecord:
         clean_data = {name: clean(value) for name, value in data.items()}

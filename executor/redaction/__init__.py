@@ -141,12 +141,28 @@ def secrets_in(text: str) -> list[str]:
 
 def redact_value(value: Any) -> Any:
     """A JSON-like value with every string in it (keys included) redacted."""
-    return _walk(value, os.environ.get(ENV, ""))
+    return _walk(value, partial(_text, env=os.environ.get(ENV, "")))
 
 
-def redactor() -> Callable[[Any], Any]:
-    """`redact_value` with the patterns read once, for redacting many values in a row."""
-    return partial(_walk, env=os.environ.get(ENV, ""))
+def redactor(*, remember: bool = False) -> Callable[[Any], Any]:
+    """`redact_value` with the patterns read once, for redacting many values in a row.
+
+    With `remember`, each distinct text is redacted once for the life of the returned function:
+    the records of a large investigation repeat more texts (keys, parents, entity names) than
+    the step's own cache holds, and each miss there runs the screened detectors again.
+    """
+    plain = partial(_text, env=os.environ.get(ENV, ""))
+    if not remember:
+        return partial(_walk, text=plain)
+    seen: dict[str, str] = {}
+
+    def remembered(value: str) -> str:
+        done = seen.get(value)
+        if done is None:
+            done = seen[value] = plain(value)
+        return done
+
+    return partial(_walk, text=remembered)
 
 
 _PLAIN = (int, float, bool, type(None))
@@ -154,38 +170,42 @@ _PLAIN_TYPES = frozenset(_PLAIN)
 _TEXTUAL = (str, dict, list, tuple, BaseModel)
 
 
-def _walk(value: Any, env: str) -> Any:
+def _text(value: str, env: str) -> str:
+    return value if len(value) < 6 else _redact(value, env)[0]
+
+
+def _walk(value: Any, text: Callable[[str], str]) -> Any:
     kind = type(value)
     if kind is str:
-        return value if len(value) < 6 else _redact(value, env)[0]
+        return text(value)
     if kind in _PLAIN_TYPES:
         return value
     if kind is dict:
-        return {_walk(k, env): _walk(v, env) for k, v in value.items()}
+        return {_walk(k, text): _walk(v, text) for k, v in value.items()}
     if kind is list or kind is tuple:
         # Series points and numeric rows hold no text: keep them as they are.
         if all(type(v) in _PLAIN_TYPES for v in value):
             return value
         if all(type(v) is str for v in value):
-            items = [v if len(v) < 6 else _redact(v, env)[0] for v in value]
+            items = [text(v) for v in value]
             return items if kind is list else tuple(items)
-    return _walk_any(value, env)
+    return _walk_any(value, text)
 
 
-def _walk_any(value: Any, env: str) -> Any:
+def _walk_any(value: Any, text: Callable[[str], str]) -> Any:
     """`_walk` for subclasses (a str enum, a dict subclass, a model): the general rules."""
     if isinstance(value, str):
-        return value if len(value) < 6 else _redact(value, env)[0]
+        return text(value)
     if isinstance(value, _PLAIN):
         return value
     if isinstance(value, dict):
-        return {_walk(k, env): _walk(v, env) for k, v in value.items()}
+        return {_walk(k, text): _walk(v, text) for k, v in value.items()}
     if isinstance(value, list | tuple):
         # Series points and numeric rows hold no text: keep them as they are.
         if all(isinstance(v, _PLAIN) or not isinstance(v, _TEXTUAL) for v in value):
             return value
-        items = [_walk(v, env) for v in value]
+        items = [_walk(v, text) for v in value]
         return items if isinstance(value, list) else tuple(items)
     if isinstance(value, BaseModel):
-        return _walk(value.model_dump(), env)
+        return _walk(value.model_dump(), text)
     return value
