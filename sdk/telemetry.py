@@ -290,6 +290,10 @@ class TelemetrySource:
         self.answers: Any = None
         connection.execute("set TimeZone = 'UTC'")
         self._windows: dict[tuple[datetime, datetime], str] = {}
+        # Each table's time column, read once: a window's views need them all, and asking
+        # DuckDB's information_schema costs milliseconds a table (the tables change only with
+        # `refresh`).
+        self._time_columns: dict[str, str | None] = {}
         self._lock = threading.Lock()
         self.tables: tuple[str, ...] = self._list_tables()
 
@@ -305,6 +309,7 @@ class TelemetrySource:
         with self._lock:
             self.tables = self._list_tables()
             self._windows.clear()
+            self._time_columns.clear()
             if self.answers is not None:
                 self.answers.clear()
 
@@ -373,7 +378,9 @@ class TelemetrySource:
             start = window.start.replace(tzinfo=None)
             end = window.end.replace(tzinfo=None)
             for table in self.tables:
-                column = time_column_of(table, self.columns(table))
+                if table not in self._time_columns:
+                    self._time_columns[table] = time_column_of(table, self.columns(table))
+                column = self._time_columns[table]
                 if column is None:
                     body = f"select * from {RAW_SCHEMA}.{table}"
                 else:

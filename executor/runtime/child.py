@@ -199,8 +199,13 @@ def _outcome(task: Task, status: Status, error: str, duration_ms: float = 0.0) -
 
 def serve(conn: Pipes, memory_mb: int | None) -> None:
     """The child's loop: open investigations, run invocations, until told to stop."""
+    from casebook.executor.telemetry_store.keeper import SourceKeeper
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     guard = MemoryGuard(worker_ceiling_mb(memory_mb))
+    # The store's connection is kept between investigations while its files stay the same, as
+    # the Ray workers keep theirs: no connection, views and window schema per investigation.
+    keeper = SourceKeeper(memory_mb=max(64, guard.ceiling_mb // 2), threads=os.cpu_count() or 1)
     opened: tuple[Opening, Any] | None = None
     while True:
         try:
@@ -215,7 +220,7 @@ def serve(conn: Pipes, memory_mb: int | None) -> None:
                 opening: Opening = cloudpickle.loads(conn.recv_bytes())
                 if opened is not None:
                     opened[1].close()
-                opened = (opening, _open_telemetry(opening, guard))
+                opened = (opening, _open_telemetry(opening, keeper))
                 reason = None
             except Exception as exc:
                 opened, reason = None, f"{type(exc).__name__}: {exc}"
@@ -229,12 +234,10 @@ def serve(conn: Pipes, memory_mb: int | None) -> None:
         conn.send_bytes(cloudpickle.dumps(outcome))
 
 
-def _open_telemetry(opening: Opening, guard: MemoryGuard) -> Any:
+def _open_telemetry(opening: Opening, keeper: Any) -> Any:
     from casebook.executor.telemetry_store import TelemetryStore
 
-    source = TelemetryStore.open(opening.store_path).source()
-    source.seal(memory_mb=max(64, guard.ceiling_mb // 2), threads=os.cpu_count() or 1)
-    return source.open(opening.window)
+    return keeper.source(TelemetryStore.open(opening.store_path)).open(opening.window)
 
 
 def _run(

@@ -30,8 +30,12 @@ class _Kept:
 class SourceKeeper:
     """One source per Parquet store (by URL), replaced when the store's snapshot changes."""
 
-    def __init__(self, max_uses: int = MAX_USES) -> None:
+    def __init__(
+        self, max_uses: int = MAX_USES, *, memory_mb: int | None = None,
+        threads: int | None = None,
+    ) -> None:
         self.max_uses = max_uses
+        self.memory_mb, self.threads = memory_mb, threads  # DuckDB's, set as a source is sealed
         self._kept: dict[str, _Kept] = {}
         self._lock = threading.Lock()
 
@@ -47,7 +51,8 @@ class SourceKeeper:
                 kept.uses += 1
                 return kept.source
         source = store.source(snapshot)
-        source.seal()  # now, not by two investigations opening their first windows at once
+        # Now, not by two investigations opening their first windows at once.
+        source.seal(memory_mb=self.memory_mb, threads=self.threads)
         with self._lock:
             self._kept[store.url] = _Kept(snapshot, source, 1)
         return source

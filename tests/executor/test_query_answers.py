@@ -1,6 +1,6 @@
 """Answers kept by a store's pinned connection: the same as a fresh scan, gone with new data."""
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pytest
@@ -8,8 +8,9 @@ import pytest
 from casebook.executor.telemetry_store import TelemetryStore
 from casebook.executor.telemetry_store.answers import QueryAnswers
 from casebook.executor.telemetry_store.keeper import SourceKeeper
+from casebook.sdk import Finding
 from casebook.sdk.models import TimeWindow
-from casebook.sdk.telemetry import QueryResult
+from casebook.sdk.telemetry import QueryResult, Telemetry
 
 NOON = datetime(2026, 1, 1, 12, 0)
 WINDOW = TimeWindow(start=NOON - timedelta(minutes=30), end=NOON + timedelta(minutes=30))
@@ -108,3 +109,45 @@ def test_equal_values_of_other_types_are_other_questions():
     assert answers.key("w", "q", [1]) != answers.key("w", "q", [True])
     assert answers.key("w", "q", [1]) != answers.key("w", "q", [1.0])
     assert answers.key("w", "q", [[1, 2]]) is None
+
+
+class ErrorCount(Finding):
+    errors: int
+
+
+def test_the_analyzer_process_reads_new_data_in_its_next_investigation(store):
+    """`--local`'s child keeps its store connection between investigations, not past a write."""
+    from casebook.executor.investigation import run_investigation
+    from casebook.executor.runtime.local import LocalRuntime
+    from casebook.sdk import analyzer
+    from casebook.sdk.analyzer import spec_of
+    from casebook.sdk.registry import Registry
+    from casebook.sdk.testing import make_alert
+
+    @analyzer(name="error_count")
+    def error_count(telemetry: Telemetry) -> ErrorCount:
+        """How many error lines the window holds."""
+        errors = telemetry.sql("select count(*) from logs where level = 'error'").scalar()
+        return ErrorCount(title=f"{errors} errors", summary="counted", category="other",
+                          confidence=0.5, errors=errors)
+
+    registry = Registry()
+    registry.add(spec_of(error_count))
+    alert = make_alert("Errors", service="api", starts_at=NOON.replace(tzinfo=UTC))
+    runtime = LocalRuntime()
+
+    def counted() -> tuple[int, int | None]:
+        record = run_investigation(alert, registry=registry, source=store.source(),
+                                   runtime=runtime, store_path=store.url)
+        (finding,) = record.findings
+        return finding.facts["errors"], runtime._child.pid
+
+    try:
+        first, child = counted()
+        again, same_child = counted()
+        store.append("logs", logs((NOON, "cache", "error", "evicted")))
+        after, still_same = counted()
+    finally:
+        runtime.shutdown()
+    assert (first, again, after) == (2, 2, 3)
+    assert child == same_child == still_same  # one process throughout: its connection is kept
