@@ -90,14 +90,15 @@ class WorkerPool:
             1 if self.address else max(1, (os.cpu_count() or 1) // count)
         )
         self.slots = [Slot(i, *self._new_actor(i)) for i in range(count)]
-        self.scans = self._new_scans()
+        self.scans = self._new_scans() if self.shares_scans else None
         # On a cluster every worker is heard from, so a node without casebook (or with another
         # version) is named now rather than costing invocations later; locally one suffices.
         wanted = len(self.slots) if self.address else 1
         ready, _ = ray.wait(list(self._where.values()), num_returns=wanted,
                             timeout=READY_TIMEOUT_S)
-        # The first investigation's scans should not wait for the actor to start either.
-        ray.wait([self.scans.ready.remote()], timeout=READY_TIMEOUT_S)
+        if self.scans is not None:
+            # The first investigation's scans should not wait for the actor to start either.
+            ray.wait([self.scans.ready.remote()], timeout=READY_TIMEOUT_S)
         for ref in ready:
             try:
                 where = ray.get(ref)
@@ -140,8 +141,19 @@ class WorkerPool:
         # It runs while the workers that asked wait, so it claims no CPU and uses them all.
         return SharedScans.options(num_cpus=0).remote(None, self.memory_mb)
 
+    @property
+    def shares_scans(self) -> bool:
+        """Whether grouped scans go through the scans actor: only when several workers would
+        each run them. A single worker runs each once per investigation anyway, and through the
+        actor its results would cross the object store for nothing (the pickling, a third of
+        the actor's time for an alert over a day of metrics, and the worker's wait)."""
+        return len(self.slots) > 1
+
     def scans_alive(self) -> Any:
-        """The scans actor, started afresh if the last one died (workers then scan alone)."""
+        """The scans actor, started afresh if the last one died (workers then scan alone);
+        None for a pool of one worker (`shares_scans`)."""
+        if not self.shares_scans:
+            return None
         if self.scans is not None:
             ready, _ = self.ray.wait([self.scans.ready.remote()], timeout=READY_TIMEOUT_S)
             if ready:

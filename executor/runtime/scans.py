@@ -9,7 +9,7 @@ Workers wait for a scan without holding a CPU of their own (they have nothing el
 it is back), so the scan gets the CPUs. A worker whose invocation runs past its timeout stops
 waiting (`TimeoutError`, as for its own query); the scan goes on for the others and is
 interrupted when the investigation ends. When the actor cannot answer (it died), the worker
-runs the query itself, as before.
+runs the query itself, as before. A pool of one worker has no actor (`WorkerPool.shares_scans`).
 
     scans = SharedScans.options(num_cpus=0).remote()             # once, by the worker pool
     telemetry.sharer = partial(fetch_shared, scans, [context_ref])  # in each worker

@@ -145,3 +145,22 @@ def test_the_same_window_is_answered_again_without_a_scan_until_new_data(ray_run
     after = investigate(ray_runtime, path, "Grouped")
     assert scans_run() == before + 1
     assert rows(after) == {**dict.fromkeys(SERVICES, 1), SERVICES[0]: 2}
+
+
+def test_a_single_worker_scans_itself_once_per_investigation(ray_runtime, store_path):
+    """With one worker there is no scans actor: the result would cross the object store for
+    nothing. The worker runs the grouped query once and every invocation reads it."""
+    from casebook.executor.runtime.cluster import RayRuntime
+
+    alone = RayRuntime(workers=1)
+    try:
+        record = investigate(alone, store_path, "Grouped")
+        assert alone.pool.scans is None and alone.pool.scans_alive() is None
+    finally:
+        alone.shutdown()
+    shared = investigate(ray_runtime, store_path, "Grouped")
+    assert ray_runtime.pool.scans is not None  # several workers: they share the actor's scan
+    assert sum(i.queries for i in record.invocations) == 1
+    assert sorted((f.facts["service"], f.facts["rows"]) for f in record.findings) == sorted(
+        (f.facts["service"], f.facts["rows"]) for f in shared.findings)
+    assert len(record.findings) == len(SERVICES)
