@@ -26,8 +26,10 @@ def build_registry(packs: Sequence[str] = ()) -> Registry:
     return registry
 
 
-def make_runtime(local: bool, ray_address: str | None = None, workers: int | None = None):
-    """The in-process runtime, or Ray (the default)."""
+def make_runtime(local: bool, ray_address: str | None = None, workers: int | None = None,
+                 duckdb_threads: int | None = None):
+    """The in-process runtime, or Ray (the default); `duckdb_threads` per Ray worker (default:
+    the worker's share of this machine's CPUs, one on a cluster)."""
     if local:
         from casebook.executor.runtime.local import LocalRuntime
 
@@ -41,7 +43,8 @@ def make_runtime(local: bool, ray_address: str | None = None, workers: int | Non
     window_dir = os.environ.get("CASEBOOK_WINDOW_DIR")
     if window_dir and "://" not in window_dir:
         window_dir = os.path.abspath(os.path.expanduser(window_dir))
-    return RayRuntime(address=ray_address, workers=workers, window_dir=window_dir or None)
+    return RayRuntime(address=ray_address, workers=workers, window_dir=window_dir or None,
+                      duckdb_threads=duckdb_threads)
 
 
 def investigate(

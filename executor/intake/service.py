@@ -100,10 +100,16 @@ class IntakeService:
             if config.local or not config.ray_address:
                 # This machine: the slots are known before anything starts.
                 slots = concurrency_for(config, None)
-                per_runtime = max(1, cluster_cpus(None) // slots)
+                cpus = cluster_cpus(None)
+                per_runtime = max(1, cpus // slots)
+                # Each worker's DuckDB gets its share of the CPUs, not every one of them: the
+                # slots run at once, and threads beyond a worker's share cost more CPU per
+                # investigation than they save it in time.
+                threads = max(1, cpus // (slots * per_runtime))
                 for _ in range(slots):
                     runtime = make_runtime(config.local, None,
-                                           workers=None if config.local else per_runtime)
+                                           workers=None if config.local else per_runtime,
+                                           duckdb_threads=threads)
                     log.info("starting the %s runtime", runtime.name)
                     runtime.warm()
                     runtimes.append(runtime)
