@@ -34,9 +34,7 @@ where service = ? and lower(kind) = 'restart' and ts >= ? and ts <= ?"""
 
 def caches(telemetry: Telemetry) -> list[str]:
     """Every service that reports a cache hit ratio in the window."""
-    rows = telemetry.sql("select distinct service from metrics where name = 'cache_hit_ratio' "
-                         "order by service")
-    return [r[0] for r in rows]
+    return list(telemetry.metric_services().get("cache_hit_ratio", []))
 
 
 class CacheCollapse(Finding):

@@ -92,8 +92,7 @@ def surging_services(alert: Alert, telemetry: Telemetry) -> list[str]:
     """The alerting service and the services whose request rate of the last quarter hour is
     well above the rest of the window (one query over every service)."""
     named = [alert.service] if alert.service else []
-    services = [r[0] for r in telemetry.shared(
-        "select distinct service from metrics where name = 'http_requests_total'")]
+    services = telemetry.metric_services().get("http_requests_total", [])
     ratios = recent_ratios(alert, telemetry, services)
     rising = sorted(((r, s) for s, r in ratios.items() if r >= SURGE_RATIO), reverse=True)
     return list(dict.fromkeys(named + [s for _, s in rising[:MAX_SURGING]]))

@@ -6,6 +6,7 @@ say the device is full. The onset is when the disk became full, or the first suc
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from casebook.sdk import Alert, Entity, Finding, Mitigation, Severity, Telemetry, analyzer
@@ -15,11 +16,7 @@ DISK_METRIC = r"disk_usage_ratio$"
 NO_SPACE = r"no space left on device|disk full|enospc|disk quota exceeded"
 FULL = 0.95
 
-SERVICES_SQL = """
-select distinct service from metrics where regexp_matches(name, ?)
-union
-select distinct service from logs where regexp_matches(message, ?, 'i')
-order by 1"""
+LOGGED_SQL = "select distinct service from logs where regexp_matches(message, ?, 'i')"
 USAGE_SQL = """
 select name, coalesce(labels['mountpoint'], labels['device'], labels['pod'], labels['instance'],
                 service) as volume,
@@ -34,7 +31,12 @@ from logs where service = ? and regexp_matches(message, ?, 'i')"""
 
 def disk_services(telemetry: Telemetry) -> list[str]:
     """Services that report disk usage or log that a device is full."""
-    return [r[0] for r in telemetry.shared(SERVICES_SQL, [DISK_METRIC, NO_SPACE])]
+    usage = re.compile(DISK_METRIC)
+    services = {s for name, reporting in telemetry.metric_services().items()
+                if usage.search(name) for s in reporting}
+    if telemetry.has_table("logs"):
+        services.update(r[0] for r in telemetry.shared(LOGGED_SQL, [NO_SPACE]))
+    return sorted(services, key=lambda s: (s is None, s or ""))
 
 
 class DiskFull(Finding):

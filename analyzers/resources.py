@@ -41,7 +41,6 @@ select service, coalesce(labels['pod'], labels['instance'], service) as pod, nam
        list(ts order by ts) as times, list(value order by ts) as vals
 from metrics where name in ({names})
 group by all"""
-METRIC_NAMES_SQL = "select distinct name from metrics order by name"
 
 MIN_SAMPLES = 5
 MIN_SHORT_SAMPLES = 2  # with fewer than MIN_SAMPLES: compared with the highest of them
@@ -59,7 +58,7 @@ def resource_metrics(telemetry: Telemetry, kind: str) -> list[str]:
     if not telemetry.has_table("metrics"):
         return []
     pattern = re.compile(r"cpu" if kind == "cpu" else r"mem", re.IGNORECASE)
-    names = [r[0] for r in telemetry.shared(METRIC_NAMES_SQL)]
+    names = sorted(telemetry.metric_services())
     found = [n for n in names if pattern.search(n) and not MACHINE.search(n)]
     shares = [n for n in found if SHARE.search(n)]
     return shares or found
@@ -79,11 +78,9 @@ def _services(telemetry: Telemetry, kind: str) -> list[str]:
     names = resource_metrics(telemetry, kind)
     if not names:
         return []
-    marks = ", ".join("?" for _ in names)
-    rows = telemetry.shared(
-        f"select distinct service from metrics where name in ({marks}) order by service", names
-    )
-    return [r[0] for r in rows]
+    catalog = telemetry.metric_services()
+    return sorted({s for n in names for s in catalog.get(n, [])},
+                  key=lambda s: (s is None, s or ""))
 
 
 class ResourceShortage(Finding):

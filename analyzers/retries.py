@@ -115,8 +115,7 @@ def _error_onsets(telemetry: Telemetry, alert_at: datetime) -> dict[str, datetim
     """When each service's errors began, from `http_errors_total` (absent: not known)."""
     if not telemetry.has_table("metrics"):
         return {}
-    services = [r[0] for r in telemetry.shared(
-        "select distinct service from metrics where name = 'http_errors_total'")]
+    services = telemetry.metric_services().get("http_errors_total", [])
     if not services:
         return {}
     series: dict[str, tuple[list[datetime], list[float]]] = {}
@@ -178,11 +177,10 @@ def _from_spans(telemetry: Telemetry, alert_at: datetime,
 
 def _from_counters(telemetry: Telemetry, alert_at: datetime,
                    onsets: dict[str, datetime]) -> Found | None:
-    names = {r[0] for r in telemetry.shared("select distinct name from metrics")}
-    if not {"http_requests_total", "http_errors_total"} <= names:
+    catalog = telemetry.metric_services()
+    if not {"http_requests_total", "http_errors_total"} <= catalog.keys():
         return None
-    services = [r[0] for r in telemetry.shared(
-        "select distinct service from metrics where name = 'http_errors_total'")]
+    services = catalog["http_errors_total"]
     if not services:
         return None
     default = alert_at - METRIC_LEAD

@@ -44,10 +44,6 @@ with samples as (
 )
 select service, list(ts order by ts) as times, list(value order by ts) as vals
 from samples group by service order by service"""
-# Services per metric name, matched against an indicator's pattern here: one query for both
-# surveys (the same query over the same window is answered once), and each name is matched
-# once, not each row (matching row by row in SQL took four times as long over a day).
-COVERAGE_SQL = "select name, count(distinct service) as services from metrics group by name"
 
 MIN_HISTORY = 12  # samples: below this the history is too short for tail probabilities
 RARE_TAIL = 0.02  # as bad as at most this share of the history...
@@ -202,7 +198,8 @@ def indicator_metric(telemetry: Telemetry, alert: Alert, indicator: Indicator) -
     """The indicator's metric: the alert's own series if it is one, else the best covered."""
     named = alert.annotations.get("series") or alert.labels.get("series")
     pattern = re.compile(indicator.pattern, re.IGNORECASE)
-    names = {r[0]: r[1] for r in telemetry.sql(COVERAGE_SQL) if pattern.search(r[0] or "")}
+    names = {name: sum(s is not None for s in services)
+             for name, services in telemetry.metric_services().items() if pattern.search(name)}
     if named in names:
         return named
     if not names:

@@ -40,9 +40,8 @@ class QueryResult:
     params: list[Any]
     columns: list[str]
     rows: list[tuple[Any, ...]]
-    _indexes: dict[str, dict[Any, dict[str, Any]]] = field(
-        default_factory=dict, repr=False, compare=False
-    )
+    # `by()`'s indexes by column name, and `Telemetry.metric_services()`'s dict.
+    _indexes: dict[Any, dict[Any, Any]] = field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -100,6 +99,9 @@ def _plain(value: Any) -> Any:
         return value
     return str(value)
 
+
+METRIC_CATALOG_SQL = "select name, service from metrics group by name, service"
+_CATALOG = ("metric_services",)  # where a catalog result keeps its dict (not a column name)
 
 Sharer = Callable[[str, list[Any], threading.Event], "QueryResult | None"]
 
@@ -217,6 +219,30 @@ class Telemetry:
     def has_table(self, name: str) -> bool:
         return name in self.tables
 
+    def metric_services(self) -> dict[str, list[str]]:
+        """Which services report each metric in this window: `{name: [service, ...]}`.
+
+        One grouped query per window, shared like `shared()` by every analyzer of the
+        investigation, so fan-out sources and checks that ask "who reports this metric?" or
+        "which metrics are there?" cost no scan of their own. Services are sorted (a row
+        without a service last, as None); treat the result as read-only.
+
+        >>> telemetry.metric_services().get("cache_hit_ratio", [])
+        """
+        if "metrics" not in self.tables:
+            return {}
+        result = self.shared(METRIC_CATALOG_SQL)
+        catalog = result._indexes.get(_CATALOG)
+        if catalog is None:
+            found: dict[str, list[str]] = {}
+            for name, service in result.rows:
+                if name is not None:
+                    found.setdefault(name, []).append(service)
+            for services in found.values():
+                services.sort(key=lambda s: (s is None, s or ""))
+            catalog = result._indexes[_CATALOG] = found
+        return catalog
+
     def missing(self, needs: Iterable[Any]) -> list[str]:
         """Which declared needs (`DataNeed`s) this window cannot meet, described for people.
 
@@ -229,8 +255,7 @@ class Telemetry:
             if need.table not in self.tables:
                 absent.append(f"table {need.table!r}")
             elif need.name and need.table == "metrics":
-                names = self.shared("select distinct name from metrics").column("name")
-                if not fnmatch.filter([str(n) for n in names], need.name):
+                if not fnmatch.filter(list(self.metric_services()), need.name):
                     absent.append(f"metric {need.name!r}")
             elif need.column:
                 column = need.column.split(".", 1)[0]

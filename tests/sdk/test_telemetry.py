@@ -56,6 +56,25 @@ def test_shared_runs_a_grouped_query_once_per_handle():
     assert first.by("service")["api"]["n"] == 2
 
 
+def test_metric_services_names_who_reports_each_metric_in_the_window_from_one_query():
+    def sample(minutes: int, name: str, service: str | None) -> dict:
+        return {"ts": DEFAULT_START - timedelta(minutes=minutes), "name": name,
+                "service": service, "value": 1.0}
+
+    store = TinyStore().add("metrics", [
+        sample(5, "cache_hit_ratio", "kv"), sample(6, "cache_hit_ratio", "api"),
+        sample(7, "cache_hit_ratio", "kv"), sample(8, "cache_hit_ratio", None),
+        sample(9, "http_requests_total", "api"),
+        sample(90, "disk_usage_ratio", "db"),  # before the window
+    ])
+    telemetry = store.telemetry(WINDOW)
+    catalog = telemetry.metric_services()
+    assert catalog == {"cache_hit_ratio": ["api", "kv", None], "http_requests_total": ["api"]}
+    assert telemetry.metric_services() is catalog and telemetry.stats.queries == 1
+    assert telemetry.baseline().metric_services() == {"disk_usage_ratio": ["db"]}
+    assert store_with_logs().telemetry(WINDOW).metric_services() == {}  # no metrics table
+
+
 def test_unknown_column_names_the_columns_that_exist():
     telemetry = store_with_logs().telemetry(WINDOW)
     result = telemetry.sql("select service from logs")
