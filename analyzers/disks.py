@@ -6,11 +6,11 @@ say the device is full. The onset is when the disk became full, or the first suc
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 
 from casebook.sdk import Alert, Entity, Finding, Mitigation, Severity, Telemetry, analyzer
 from casebook.sdk.models import utc
+from casebook.sdk.telemetry import service_order
 
 DISK_METRIC = r"disk_usage_ratio$"
 NO_SPACE = r"no space left on device|disk full|enospc|disk quota exceeded"
@@ -31,12 +31,10 @@ from logs where service = ? and regexp_matches(message, ?, 'i')"""
 
 def disk_services(telemetry: Telemetry) -> list[str]:
     """Services that report disk usage or log that a device is full."""
-    usage = re.compile(DISK_METRIC)
-    services = {s for name, reporting in telemetry.metric_services().items()
-                if usage.search(name) for s in reporting}
+    services = set(telemetry.services_reporting(DISK_METRIC))
     if telemetry.has_table("logs"):
         services.update(r[0] for r in telemetry.shared(LOGGED_SQL, [NO_SPACE]))
-    return sorted(services, key=lambda s: (s is None, s or ""))
+    return sorted(services, key=service_order)
 
 
 class DiskFull(Finding):

@@ -129,15 +129,13 @@ POOL_SQL = """
 select service, coalesce(labels['pod'], service) || coalesce(' ' || labels['pool'], '') as pod,
        name, list(ts order by ts) as times, list(value order by ts) as vals
 from metrics where regexp_matches(name, 'pool_usage_ratio$') group by all"""
-POOL_METRIC = re.compile("pool_usage_ratio$")  # as POOL_SQL matches names
+POOL_METRIC = "pool_usage_ratio$"  # as POOL_SQL matches names
 POOL_TEXT = r"waiting for a connection|pool exhausted|connection pool|too many connections"
 
 
 def pooled_services(telemetry: Telemetry) -> list[str]:
     """Services that report how full their connection pools are."""
-    catalog = telemetry.metric_services()
-    return sorted({s for name, services in catalog.items() if POOL_METRIC.search(name)
-                   for s in services}, key=lambda s: (s is None, s or ""))
+    return telemetry.services_reporting(POOL_METRIC)
 
 
 class PoolExhaustion(Finding):

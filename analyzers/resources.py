@@ -32,6 +32,7 @@ from casebook.sdk import (
     Telemetry,
     analyzer,
 )
+from casebook.sdk.telemetry import service_order
 
 SHARE = re.compile(r"(percent|ratio|utili[sz]ation|usage_rate)", re.IGNORECASE)
 MACHINE = re.compile(r"^(node|host|machine)_", re.IGNORECASE)
@@ -79,8 +80,7 @@ def _services(telemetry: Telemetry, kind: str) -> list[str]:
     if not names:
         return []
     catalog = telemetry.metric_services()
-    return sorted({s for n in names for s in catalog.get(n, [])},
-                  key=lambda s: (s is None, s or ""))
+    return sorted({s for n in names for s in catalog.get(n, [])}, key=service_order)
 
 
 class ResourceShortage(Finding):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -102,6 +103,11 @@ def _plain(value: Any) -> Any:
 
 METRIC_CATALOG_SQL = "select name, service from metrics group by name, service"
 _CATALOG = ("metric_services",)  # where a catalog result keeps its dict (not a column name)
+
+
+def service_order(service: str | None) -> tuple[bool, str]:
+    """Sort key for service names: by name, a row without a service (None) last."""
+    return service is None, service or ""
 
 Sharer = Callable[[str, list[Any], threading.Event], "QueryResult | None"]
 
@@ -239,9 +245,16 @@ class Telemetry:
                 if name is not None:
                     found.setdefault(name, []).append(service)
             for services in found.values():
-                services.sort(key=lambda s: (s is None, s or ""))
+                services.sort(key=service_order)
             catalog = result._indexes[_CATALOG] = found
         return catalog
+
+    def services_reporting(self, pattern: str) -> list[str]:
+        """The services that report any metric whose name matches `pattern` (a regular
+        expression, searched), sorted as `metric_services()` sorts them."""
+        matches = re.compile(pattern).search
+        return sorted({s for name, services in self.metric_services().items() if matches(name)
+                       for s in services}, key=service_order)
 
     def missing(self, needs: Iterable[Any]) -> list[str]:
         """Which declared needs (`DataNeed`s) this window cannot meet, described for people.

@@ -72,6 +72,8 @@ def test_metric_services_names_who_reports_each_metric_in_the_window_from_one_qu
     assert catalog == {"cache_hit_ratio": ["api", "kv", None], "http_requests_total": ["api"]}
     assert telemetry.metric_services() is catalog and telemetry.stats.queries == 1
     assert telemetry.baseline().metric_services() == {"disk_usage_ratio": ["db"]}
+    assert telemetry.services_reporting("hit_ratio$|requests") == ["api", "kv", None]
+    assert telemetry.services_reporting("^requests") == []
     assert store_with_logs().telemetry(WINDOW).metric_services() == {}  # no metrics table
 
 
